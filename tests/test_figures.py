@@ -1,0 +1,204 @@
+"""The figures workflow: registry, cache (atomic, resumable), command line, the real figure."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sft import cli, figures
+from sft.figures import Figure, build, compute_all, discover, select
+
+TOY_SCRIPT = '''
+import matplotlib.figure
+import numpy as np
+from sft.figures import Figure
+
+def pieces(params):
+    return {f"p{i}": dict(i=i, n=params["n"]) for i in range(3)}
+
+def compute(*, i, n):
+    return dict(y=np.arange(n) * float(i))
+
+def plot(results, params):
+    fig = matplotlib.figure.Figure(figsize=(3, 2))
+    ax = fig.subplots()
+    for r in results.values():
+        ax.plot(r["y"])
+    return fig
+
+FIGURE = Figure(name="NAME", description="a toy figure NAME", quick=dict(n=3), full=dict(n=5),
+                pieces=pieces, compute=compute, plot=plot)
+'''
+
+
+def _sims(tmp_path, *names):
+    folder = tmp_path / "sims"
+    folder.mkdir()
+    for name in names:
+        (folder / f"fig_{name}.py").write_text(TOY_SCRIPT.replace("NAME", name))
+    return folder
+
+
+def _counting_figure(calls, fail_at=None):
+    """A Figure whose compute appends its piece index to ``calls`` and raises at piece ``fail_at``."""
+    def compute(*, i, n):
+        if i == fail_at:
+            raise RuntimeError("interrupted")
+        calls.append(i)
+        return dict(y=np.arange(n) * float(i))
+    return Figure(name="count", description="", quick=dict(n=3), full=dict(n=5),
+                  pieces=lambda p: {f"p{i}": dict(i=i, n=p["n"]) for i in range(3)},
+                  compute=compute, plot=None)
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_registry_discovers_the_real_figure():
+    registry = discover()
+    assert "correlation_depth" in registry
+    fig = registry["correlation_depth"]
+    assert fig.description and set(fig.pieces(fig.quick)) != set()
+
+
+def test_discover_rejects_a_script_named_unlike_its_figure(tmp_path):
+    folder = _sims(tmp_path, "a")
+    (folder / "fig_a.py").rename(folder / "fig_b.py")
+    with pytest.raises(ValueError, match="FIGURE.name='a'"):
+        discover(folder)
+
+
+def test_cache_is_reused_and_modes_do_not_collide(tmp_path):
+    calls = []
+    fig = _counting_figure(calls)
+    first = compute_all(fig, "quick", tmp_path, log=lambda s: None)
+    assert calls == [0, 1, 2]
+    again = compute_all(fig, "quick", tmp_path, log=lambda s: None)
+    assert calls == [0, 1, 2]  # nothing recomputed
+    for label in first:
+        np.testing.assert_array_equal(first[label]["y"], again[label]["y"])
+    compute_all(fig, "full", tmp_path, log=lambda s: None)
+    assert calls == [0, 1, 2, 0, 1, 2]  # other parameters, other keys
+    names = _files(tmp_path / "count")
+    assert len(names) == 12 and not [n for n in names if n.endswith(".tmp")]
+    meta = json.loads((tmp_path / "count" / names[0]).read_text())
+    assert meta["kwargs"]["n"] in (3, 5) and meta["versions"]["sft"] and meta["arrays"]["y"]["shape"]
+
+
+def test_interrupted_run_resumes_without_recomputing(tmp_path):
+    calls = []
+    with pytest.raises(RuntimeError, match="interrupted"):
+        compute_all(_counting_figure(calls, fail_at=1), "quick", tmp_path, log=lambda s: None)
+    assert calls == [0]
+    lines = []
+    compute_all(_counting_figure(calls), "quick", tmp_path, log=lines.append)
+    assert calls == [0, 1, 2]
+    assert "p0: cached" in lines[0] and "computed in" in lines[1]
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    def broken_savez(f, **arrays):
+        f.write(b"half a file")
+        raise OSError("disk full")
+    monkeypatch.setattr(figures.np, "savez", broken_savez)
+    calls = []
+    with pytest.raises(OSError, match="disk full"):
+        compute_all(_counting_figure(calls), "quick", tmp_path, log=lambda s: None)
+    assert _files(tmp_path / "count") == []
+    monkeypatch.undo()
+    compute_all(_counting_figure(calls), "quick", tmp_path, log=lambda s: None)
+    assert calls == [0, 0, 1, 2]
+
+
+def test_piece_label_must_be_a_file_name(tmp_path):
+    fig = dataclasses.replace(_counting_figure([]), pieces=lambda p: {"a/b": dict(i=0, n=1)})
+    with pytest.raises(ValueError, match="piece label 'a/b'"):
+        compute_all(fig, "quick", tmp_path, log=lambda s: None)
+
+
+def test_select_unknown_name_lists_known_names():
+    registry = {"a": None, "b": None}
+    assert select(registry, ["b", "a", "b"]) == [None, None]
+    with pytest.raises(ValueError, match=r"unknown figure name\(s\) 'zz'; known figures: a, b"):
+        select(registry, ["a", "zz"])
+
+
+def test_cli_list_only_and_unknown(tmp_path, capsys):
+    sims = str(_sims(tmp_path, "one", "two"))
+    assert cli.main(["figures", "--list", "--sims", sims]) == 0
+    out = capsys.readouterr().out
+    assert "one" in out and "a toy figure two" in out
+    out_dir, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["figures", "--quick", "--sims", sims, "--out", str(out_dir), "--cache", str(cache)]
+    assert cli.main(args + ["--only", "two"]) == 0
+    assert _files(out_dir) == ["two.png"] and _files(cache) == ["two"]
+    assert "[two] piece 3/3 p2: computed" in capsys.readouterr().out
+    assert cli.main(args) == 0
+    assert _files(out_dir) == ["one.png", "two.png"]
+    assert "[two] piece 1/3 p0: cached" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args + ["--only", "three"])
+    assert exit_info.value.code == 2
+    assert "unknown figure name(s) 'three'; known figures: one, two" in capsys.readouterr().err
+
+
+def test_python_dash_m_sft_lists_the_real_figure():
+    env = dict(os.environ, PYTHONPATH=str(figures.ROOT))
+    done = subprocess.run([sys.executable, "-m", "sft", "figures", "--list"], capture_output=True,
+                          text=True, cwd=figures.ROOT, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "correlation_depth " in done.stdout
+
+
+# ----------------------------------------------------------------- the real figure, in pieces
+@pytest.fixture(scope="module")
+def correlation_depth():
+    return discover()["correlation_depth"]
+
+
+def test_jackknife_matches_delta_method(correlation_depth):
+    """Ratio estimator 1 - G12/sqrt(G11 G22) on a large iid sample: the jackknife error equals the
+    delta-method standard error grad f . Cov . grad f / S (independent formula) to O(S^-1/2)."""
+    mod = sys.modules[correlation_depth.compute.__module__]
+    rng = np.random.default_rng(0)
+    S = 4000
+    g11, g22 = rng.gamma(20, 0.05, S), rng.gamma(20, 0.05, S)
+    g12 = 0.6 * np.sqrt(g11 * g22) + 0.05 * rng.normal(size=S)
+    G = np.stack([np.stack([g11, g12], -1), np.stack([g12, g22], -1)], -2)  # (S, 2, 2)
+    est, err = mod.ratio_one_minus_correlation(G)
+    m11, m22, m12 = g11.mean(), g22.mean(), g12.mean()
+    assert est == pytest.approx(1 - m12 / np.sqrt(m11 * m22), rel=1e-12)
+    grad = np.array([m12 / (2 * m11 * np.sqrt(m11 * m22)), m12 / (2 * m22 * np.sqrt(m11 * m22)),
+                     -1 / np.sqrt(m11 * m22)])
+    delta = np.sqrt(grad @ np.cov(np.stack([g11, g22, g12])) @ grad / S)
+    assert err == pytest.approx(delta, rel=0.05)
+
+
+def test_real_figure_quick_build(correlation_depth, tmp_path, capsys):
+    """``sft figures --quick`` end to end in a tmp folder. Exact checks: layer 1 is deterministic,
+    so every ensemble gives 1 - rho^(1) = 1 - (C_b + C_W rho0)/(C_b + C_W) with zero error; deeper
+    layers have positive error bars; the metadata records seed, width, sample count and dtype; a
+    rerun only loads."""
+    args = ["figures", "--quick", "--only", "correlation_depth", "--out", str(tmp_path / "out"),
+            "--cache", str(tmp_path / "cache")]
+    assert cli.main(args) == 0
+    assert _files(tmp_path / "out") == ["correlation_depth.png"]
+    folder = tmp_path / "cache" / "correlation_depth"
+    metas = sorted(folder.glob("*.json"))
+    assert len(metas) == len(correlation_depth.pieces(correlation_depth.quick)) == 5
+    for meta_path in metas:
+        kw = json.loads(meta_path.read_text())["kwargs"]
+        assert {"seed", "width", "n_ensemble", "dtype"} <= set(kw) and kw["dtype"] == "float64"
+        with np.load(meta_path.with_suffix(".npz")) as r:
+            exact = 1 - (kw["C_b"] + kw["C_W"] * kw["rho0"]) / (kw["C_b"] + kw["C_W"])
+            assert r["theory"][0] == pytest.approx(exact, rel=1e-13)
+            assert r["sim"][0] == pytest.approx(exact, rel=1e-13)
+            assert r["sim_err"][0] < 1e-13 and np.all(r["sim_err"][1:] > 0)
+            assert r["sim"].shape == (kw["depth"] + 1,)
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out.count(": cached") == 5
