@@ -48,6 +48,7 @@ class Activation:
     gauss_ss: Optional[Callable] = None
     gauss_dd: Optional[Callable] = None
     slopes: Optional[tuple] = None
+    gauss_joint: Optional[Callable] = None
 
     def __call__(self, z):
         return self.fn(z)
@@ -57,6 +58,12 @@ class Activation:
         z = jnp.asarray(z)
         return jnp.vectorize(jax.grad(self.fn))(z)
 
+    def gauss_both(self, q1, q2, c):
+        """(E[sigma sigma], E[sigma' sigma']) from the closed forms, sharing work where possible."""
+        if self.gauss_joint is not None:
+            return self.gauss_joint(q1, q2, c)
+        return self.gauss_ss(q1, q2, c), self.gauss_dd(q1, q2, c)
+
     @property
     def has_closed_form(self) -> bool:
         return self.gauss_ss is not None and self.gauss_dd is not None
@@ -65,8 +72,9 @@ class Activation:
 def _correlation(q1, q2, c):
     s = np.sqrt(q1 * q2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.where(s > 0, c / np.where(s > 0, s, 1.0), 0.0)
-    return s, np.clip(rho, -1.0, 1.0)
+        rho = c / s
+    rho = np.clip(rho, -1.0, 1.0, out=rho if isinstance(rho, np.ndarray) else None)
+    return s, np.where(s > 0, rho, 0.0) if np.any(s == 0) else rho
 
 
 def scale_invariant(a_plus: float = 1.0, a_minus: float = 0.0, name: Optional[str] = None) -> Activation:
@@ -88,8 +96,14 @@ def scale_invariant(a_plus: float = 1.0, a_minus: float = 0.0, name: Optional[st
         _, rho = _correlation(q1, q2, c)
         return A * A + B * B * (1 - 2 * np.arccos(rho) / np.pi) + 0 * c
 
+    def gauss_joint(q1, q2, c):  # both at the cost of one arccos
+        s, rho = _correlation(q1, q2, c)
+        th = np.arccos(rho)
+        ss = A * A * c + (B * B * 2 / np.pi) * s * (np.sqrt(1 - rho * rho) + (np.pi / 2 - th) * rho)
+        return ss, (A * A + B * B) - (2 * B * B / np.pi) * th
+
     return Activation(name or f"scale_invariant({a_plus:g},{a_minus:g})", fn, gauss_ss, gauss_dd,
-                      (a_plus, a_minus))
+                      (a_plus, a_minus), gauss_joint)
 
 
 def leaky_relu(slope: float = 0.01) -> Activation:

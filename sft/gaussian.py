@@ -396,11 +396,16 @@ def mehler_expectations(coef1: HermiteCoefficients, coef2: HermiteCoefficients, 
     if c.shape != s.shape or not np.all(np.isfinite(c)):
         raise ValueError(f"c has shape {c.shape} or non-finite entries: it must be finite with shape {s.shape}")
     with np.errstate(invalid="ignore", divide="ignore"):
-        rho = np.where(s > 0, c / np.where(s > 0, s, 1.0), 0.0)
-    if np.any(np.abs(rho) > 1 + 1e-8) or np.any((s == 0) & (c != 0)):
-        i, j = np.unravel_index(np.argmax(np.abs(rho) + (s == 0) * np.abs(c)), rho.shape)
+        rho = c / s
+    zero = s == 0
+    rho[zero] = 0.0
+    bad = np.abs(rho) > 1 + 1e-8
+    bad |= zero & (c != 0)
+    if np.any(bad):
+        i, j = np.argwhere(bad)[0]
         raise ValueError(f"c[{i}, {j}] = {c[i, j]!r} is not allowed: |c| must be <= sqrt(q1 q2) = {s[i, j]!r}")
-    rho = np.clip(rho, -1.0, 1.0)
+    del s, zero, bad
+    np.clip(rho, -1.0, 1.0, out=rho)
     (N1, N2), K = rho.shape, coef1.a.shape[0]
     t1, t2 = _tile_side(N1), _tile_side(N2)
     if symmetric:
@@ -423,8 +428,9 @@ def mehler_expectations(coef1: HermiteCoefficients, coef2: HermiteCoefficients, 
     a1, b1 = _blocks(coef1.a[:kpad], t1), _blocks(coef1.b[:kpad], t1)
     a2, b2 = (a1, b1) if symmetric else (_blocks(coef2.a[:kpad], t2), _blocks(coef2.b[:kpad], t2))
     out = _horner_tiles(rho4, a1, b1, a2, b2, ti, tj, kt.astype(np.int32), symmetric)
-    out = [np.array(x[:N1, :N2]) for x in out]
-    return out[0], out[1]
+    del rho, rho4
+    ess = np.array(np.asarray(out[0])[:N1, :N2])
+    return ess, np.array(np.asarray(out.pop())[:N1, :N2])
 
 
 def _check_pair(q1, q2, c):
@@ -439,21 +445,36 @@ def _check_pair(q1, q2, c):
     return q1, q2, c
 
 
+def _closed_form_pairs(activation, q1, q2, c, symmetric, rows=128):
+    """Closed forms evaluated in blocks of rows (bounded temporaries; upper blocks only if symmetric)."""
+    ess, edd = np.empty_like(c), np.empty_like(c)
+    for r0 in range(0, c.shape[0], rows):
+        r1, c0 = min(r0 + rows, c.shape[0]), (r0 if symmetric else 0)
+        args = (q1[r0:r1, None], q2[None, c0:], c[r0:r1, c0:])
+        for out, block in zip((ess, edd), activation.gauss_both(*args)):
+            out[r0:r1, c0:] = block
+            if symmetric:
+                out[r0:, r0:r1] = block.T
+    return ess, edd
+
+
 def pair_and_diag_expectations(activation, q1, q2, c, *, tol: float = TOL, n_max: int = N_MAX,
-                               n_start: int = 64):
+                               n_start: int = 64, symmetric=None):
     """Pair expectations (E[sigma sigma], E[sigma' sigma']) (N1, N2) and the diagonals
     (E[sigma^2], E[sigma'^2]) at q1 and at q2, from one set of Hermite coefficients.
 
-    Returns ``(ess, edd, (ss1, dd1), (ss2, dd2), n_nodes)`` (n_nodes = 0 for closed forms). Symmetric input (q1 == q2, c == c.T) is detected
-    and computed on the upper triangle of tiles only. Accuracy: see the module docstring.
+    Returns ``(ess, edd, (ss1, dd1), (ss2, dd2), n_nodes)`` (n_nodes = 0 for closed forms).
+    ``symmetric``: q1 == q2 and c == c.T (then only upper blocks are computed); None detects it.
     ``n_start``: first Gauss-Hermite node count tried (e.g. the previous layer's, divided by 1.5).
+    Accuracy: see the module docstring.
     """
     q1, q2, c = _check_pair(q1, q2, c)
+    if symmetric is None:
+        symmetric = q1.shape == q2.shape and np.array_equal(q1, q2) and np.array_equal(c, c.T)
     if activation.has_closed_form:
-        Q1, Q2 = q1[:, None], q2[None, :]
-        return (activation.gauss_ss(Q1, Q2, c) + 0 * c, activation.gauss_dd(Q1, Q2, c) + 0 * c,
-                diag_expectations(activation, q1), diag_expectations(activation, q2), 0)
-    symmetric = q1.shape == q2.shape and np.array_equal(q1, q2) and np.array_equal(c, c.T)
+        d1 = diag_expectations(activation, q1)
+        return (*_closed_form_pairs(activation, q1, q2, c, symmetric), d1,
+                d1 if symmetric else diag_expectations(activation, q2), 0)
     coef = hermite_coefficients(activation, q1 if symmetric else np.concatenate([q1, q2]),
                                 tol=tol, n_max=n_max, n_start=n_start)
     c1 = coef.take(slice(0, q1.size))

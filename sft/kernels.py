@@ -24,9 +24,9 @@ def _next_layer(act, q1, q2, k, symmetric, n_start):
     """One layer of the recursion: (E[s s], E[s' s']) (N1, N2), the diagonals (E[s^2], E[s'^2]) of both
     input sets and the node count, from one set of Hermite coefficients (pair_and_diag_expectations)."""
     if symmetric:
-        ess, edd, d1, _, n = pair_and_diag_expectations(act, q1, q1, k, n_start=n_start)
+        ess, edd, d1, _, n = pair_and_diag_expectations(act, q1, q1, k, n_start=n_start, symmetric=True)
         return ess, edd, d1, d1, n
-    return pair_and_diag_expectations(act, q1, q2, k, n_start=n_start)
+    return pair_and_diag_expectations(act, q1, q2, k, n_start=n_start, symmetric=False)
 
 
 def nngp_and_ntk(x1, x2=None, *, depth, activation, C_W, C_b, all_layers=False, ntk=True):
@@ -39,7 +39,7 @@ def nngp_and_ntk(x1, x2=None, *, depth, activation, C_W, C_b, all_layers=False, 
     Activations without closed forms use the Mehler series of :mod:`sft.gaussian`: each layer's
     expectations are within 1e-13 of sqrt(E[s_a^2] E[s_b^2]) (resp. s'), which keeps depth-10 kernels
     within ~1e-12 relative to sqrt(K_aa K_bb) (see tests/test_gaussian.py); a ValueError is raised when
-    the series cannot reach that (kinked activation, or variances too large, e.g. tanh q > ~45).
+    the series cannot reach that (kinked activation, or variances too large, e.g. tanh q > ~60).
     """
     act = get_activation(activation)
     cw, cb = layer_constants(depth, C_W, C_b)
@@ -56,17 +56,22 @@ def nngp_and_ntk(x1, x2=None, *, depth, activation, C_W, C_b, all_layers=False, 
     ks, ts, n_nodes = [k], [t], 64
     for l in range(1, depth + 1):
         ess, edd, (s1, d1), (s2, d2), n_nodes = _next_layer(act, q1, q2, k, symmetric, int(n_nodes / 1.6))
-        if symmetric:  # the diagonal from the 1-D rule (equal within tol), so that K_aa = q_a exactly
+        if symmetric:  # the diagonal from the diagonal rule (equal within tol), so that K_aa = q_a exactly
             np.fill_diagonal(ess, s1)
             np.fill_diagonal(edd, d1)
-        knew = cb[l] + cw[l] * ess
+        knew = ess  # in place: C_b + C_W E[s s]  (N1 x N2 temporaries are the memory bottleneck)
+        knew *= cw[l]
+        knew += cb[l]
         if ntk:
-            t = knew + cw[l] * edd * t
+            edd *= cw[l]
+            t = np.multiply(edd, t, out=None if all_layers or l == 1 else t)
+            t += knew
             t1 = cb[l] + cw[l] * s1 + cw[l] * d1 * t1
             t2 = cb[l] + cw[l] * s2 + cw[l] * d2 * t2
         q1, q2, k = cb[l] + cw[l] * s1, cb[l] + cw[l] * s2, knew
-        ks.append(k)
-        ts.append(t)
+        if all_layers:  # otherwise keep only the current layer (memory)
+            ks.append(k)
+            ts.append(t)
     if all_layers:
         return np.stack(ks), (np.stack(ts) if ntk else None)
     return k, (t if ntk else None)
@@ -77,9 +82,9 @@ def nngp(x1, x2=None, *, depth, activation, C_W, C_b, all_layers=False):
 
     >>> import numpy as np
     >>> x = np.array([[1.0, 0.0], [0.0, 1.0]])
-    >>> np.round(nngp(x, depth=1, activation="relu", C_W=2.0, C_b=0.0), 6)
-    array([[1.      , 0.31831 ],
-           [0.31831 , 1.      ]])
+    >>> k = nngp(x, depth=1, activation="relu", C_W=2.0, C_b=0.0)   # = [[1, 1/pi], [1/pi, 1]]
+    >>> k.shape, round(float(k[0, 1]) * np.pi, 12)
+    ((2, 2), 1.0)
     """
     return nngp_and_ntk(x1, x2, depth=depth, activation=activation, C_W=C_W, C_b=C_b,
                         all_layers=all_layers, ntk=False)[0]
