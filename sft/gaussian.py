@@ -48,7 +48,9 @@ series). Cost grows like q (number of terms K ~ 100 q for tanh, ~25 q for the ot
 from __future__ import annotations
 
 import dataclasses
+import concurrent.futures
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -446,16 +448,33 @@ def _check_pair(q1, q2, c):
 
 
 def _closed_form_pairs(activation, q1, q2, c, symmetric, rows=128):
-    """Closed forms evaluated in blocks of rows (bounded temporaries; upper blocks only if symmetric)."""
+    """Closed forms evaluated in blocks of rows (bounded temporaries; upper blocks only if symmetric).
+
+    Blocks write disjoint regions, and numpy releases the GIL in ufuncs, so they run on a thread pool
+    with one worker per core.
+    """
     ess, edd = np.empty_like(c), np.empty_like(c)
-    for r0 in range(0, c.shape[0], rows):
+
+    def block(r0):
         r1, c0 = min(r0 + rows, c.shape[0]), (r0 if symmetric else 0)
         args = (q1[r0:r1, None], q2[None, c0:], c[r0:r1, c0:])
-        for out, block in zip((ess, edd), activation.gauss_both(*args)):
-            out[r0:r1, c0:] = block
+        for out, values in zip((ess, edd), activation.gauss_both(*args)):
+            out[r0:r1, c0:] = values
             if symmetric:
-                out[r0:, r0:r1] = block.T
+                out[r0:, r0:r1] = values.T
+
+    starts = range(0, c.shape[0], rows)
+    if len(starts) < 4:
+        for r0 in starts:
+            block(r0)
+    else:
+        list(_thread_pool().map(block, starts))
     return ess, edd
+
+
+@functools.lru_cache(maxsize=1)
+def _thread_pool():
+    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
 
 
 def pair_and_diag_expectations(activation, q1, q2, c, *, tol: float = TOL, n_max: int = N_MAX,
