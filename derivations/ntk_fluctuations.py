@@ -15,6 +15,14 @@ per-layer widths). Here:
    E[Theta^2] is computed for L = 1, 2, 3 with symbolic widths from the moments of the independent
    g ~ N(0,1), P ~ chi^2_{n_m - 1}, Q ~ chi^2_{n_{m-1} - 1}; it equals the library's closed form, and
    its O(1/n) part equals the linear-sigma recursion (A + 2B)/(n_L Theta^2) with ratios r_l = n_l/n_{l-1}.
+4. Multi-input Wick step (sft.ntk_fluctuations.ntk_fluctuations_multi). For two input pairs the
+   matrices M^(12), M^(34) (M^(ab)_km = sigma'_ka sigma'_mb Theta_km;ab) are not symmetric; with
+   T^(ab) = omega M^(ab) omega^T: Cov(T^(12)_{i1i2}, T^(34)_{i3i4}) = d13 d24 sum_km M^(12)_km M^(34)_km
+   + d14 d23 sum_km M^(12)_km M^(34)_mk, the origin of the pairings B_{(a1a3)(a2a4)}, B_{(a1a4)(a2a3)}
+   (checked for m = 2 with general symbolic M, M').
+5. Multi-input Stein step. E[omega^T M omega g] = tr M E[g] + sum_pq M_pq E[d_p d_q g] for omega ~ N(0, 1)^m
+   and g = (u.omega)(v.omega)(w.omega)^2 with symbolic vectors u, v, w (m = 2), the origin of F and of
+   the F term of Theta1.
 """
 from __future__ import annotations
 
@@ -60,6 +68,37 @@ def projection_step(m=3):
     q = sp.expand((sp.Matrix([w]) * M * sp.Matrix(w))[0, 0])
     cond = _expect_normals(q, w[1:]) if m > 1 else q
     return sp.expand(cond - (M.trace() + M[0, 0] * (y ** 2 - 1))) == 0
+
+
+def wick_step_multi(m=2):
+    """Item 4: the covariance of omega M omega^T and omega M' omega^T for general (non-symmetric) M, M'."""
+    om = sp.Matrix(2, m, lambda i, j: sp.Symbol(f"w{i}{j}"))
+    M = sp.Matrix(m, m, lambda i, j: sp.Symbol(f"M{i}{j}"))
+    N = sp.Matrix(m, m, lambda i, j: sp.Symbol(f"N{i}{j}"))
+    xs = list(om)
+    T, U = om * M * om.T, om * N * om.T
+    same = sum(M[k, q] * N[k, q] for k in range(m) for q in range(m))
+    swap = sum(M[k, q] * N[q, k] for k in range(m) for q in range(m))
+    ok = True
+    for i1, i2, i3, i4 in itertools.product(range(2), repeat=4):
+        cov = _expect_normals(T[i1, i2] * U[i3, i4], xs) - _expect_normals(T[i1, i2], xs) * _expect_normals(U[i3, i4], xs)
+        want = (i1 == i3) * (i2 == i4) * same + (i1 == i4) * (i2 == i3) * swap
+        ok &= sp.expand(cov - want) == 0
+    return ok
+
+
+def stein_step_multi(m=2):
+    """Item 5: E[omega^T M omega g(omega)] = tr M E[g] + sum_pq M_pq E[d_p d_q g] (M general)."""
+    w = sp.symbols(f"w0:{m}")
+    M = sp.Matrix(m, m, lambda i, j: sp.Symbol(f"M{i}{j}"))
+    u, v, x = (sp.symbols(f"{c}0:{m}") for c in "uvx")
+    dot = lambda a: sum(ai * wi for ai, wi in zip(a, w))  # noqa: E731
+    g = dot(u) * dot(v) * dot(x) ** 2
+    q = sum(w[p] * M[p, r] * w[r] for p in range(m) for r in range(m))
+    lhs = _expect_normals(q * g, w)
+    rhs = M.trace() * _expect_normals(g, w) + sum(M[p, r] * _expect_normals(sp.diff(g, w[p], w[r]), w)
+                                                  for p in range(m) for r in range(m))
+    return sp.expand(lhs - rhs) == 0
 
 
 def _chi2_moments(dof):
@@ -126,10 +165,12 @@ def check_deep_linear(L):
 
 
 def main():
-    lines = ["# NTK fluctuations, one input (checked by derivations/ntk_fluctuations.py)", "",
+    lines = ["# NTK fluctuations, one input; multi-input Wick and Stein steps (checked by derivations/ntk_fluctuations.py)", "",
              "Recursion and conventions: docstring of `sft/ntk_fluctuations.py`.", "",
              f"- Wick step (Cov(T_i1i2, T_i3i4) = (d13 d24 + d14 d23) tr M^2, E T = d tr M): {wick_step()}",
-             f"- Projection step (E[w M w^T | w.e = y] = tr M + (e^T M e)(y^2 - 1)): {projection_step()}", ""]
+             f"- Projection step (E[w M w^T | w.e = y] = tr M + (e^T M e)(y^2 - 1)): {projection_step()}",
+             f"- Multi-input Wick step (pairings d13 d24 M.M', d14 d23 M.M'^T): {wick_step_multi()}",
+             f"- Multi-input Stein step (E[w^T M w g] = tr M E g + M_pq E d_p d_q g): {stein_step_multi()}", ""]
     for L in (1, 2, 3):
         rel, m1, first_ok, lib_ok = check_deep_linear(L)
         lines += [f"## Deep linear, L = {L}", "",

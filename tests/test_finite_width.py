@@ -20,6 +20,10 @@ from sft.conventions import Z_MAX
 from sft.networks import layer_kernels
 
 X2 = np.array([[1.0, 0.2, -0.4], [0.3, -0.8, 0.5]])  # two inputs, n_0 = 3
+# six correlated inputs, n_0 = 7, each 4x4 block of K^(l) with condition number < 20 (tanh, relu, erf, linear):
+# the d = 4 rule's error grows with it (Isserlis: ~1e-10 at 20, ~1e-5 at 100).
+_RNG = np.random.default_rng(3)
+X6 = np.linalg.qr(_RNG.normal(size=(7, 7)))[0][:6] * math.sqrt(7) + 0.6 * _RNG.normal(size=(6, 7))
 
 
 # ------------------------------------------------------------------------------- deterministic
@@ -50,6 +54,23 @@ def test_gaussian_rule_isserlis_and_relu(d, tol):
     assert abs(got - relu.gauss_ss(K[0, 0], K[1, 1], K[0, 1])) < tol
 
 
+def test_batched_moments_equal_gaussian_rule_sums():
+    """All <s_a1..s_a4> and <s_a s_b> of 5 inputs (nested, batched, padded path) = sums on gaussian_rule."""
+    act = get_activation("tanh")
+    K = np.cov(np.random.default_rng(0).normal(size=(5, 9))) + 0.2
+    s2, s4 = fw._symmetric_moments(act, K)
+    for idx in [(0, 1, 2, 4), (1, 1, 3, 4), (2, 0, 2, 3), (4, 4, 4, 1), (0, 3, 3, 0), (2, 2, 2, 2)]:
+        sub = sorted(set(idx))
+        z, w = fw.gaussian_rule(K[np.ix_(sub, sub)])
+        s = np.asarray(act.fn(z))
+        assert s4[idx] == pytest.approx(w @ np.prod(s[:, [sub.index(i) for i in idx]], 1), rel=1e-13, abs=1e-15)
+    for a, b in [(0, 0), (1, 3), (4, 2)]:
+        sub = sorted({a, b})
+        z, w = fw.gaussian_rule(K[np.ix_(sub, sub)])
+        s = np.asarray(act.fn(z))
+        assert s2[a, b] == pytest.approx(w @ (s[:, sub.index(a)] * s[:, sub.index(b)]), rel=1e-13)
+
+
 def test_gaussian_rule_rejects_singular_covariance():
     with pytest.raises(ValueError, match="positive definite"):
         fw.gaussian_rule(np.ones((2, 2)))
@@ -74,10 +95,10 @@ def test_vertex_symmetries():
         np.testing.assert_allclose(V[l], V[l].transpose(2, 3, 0, 1), atol=1e-13)
 
 
-def test_multi_input_linear_is_wishart():
+@pytest.mark.parametrize("x", [np.vstack([X2, [[0.5, 0.5, 0.1]]]), X6], ids=["N3", "N6"])
+def test_multi_input_linear_is_wishart(x):
     """Linear sigma: G^(l+1) = (C_W/n) sum_j z_j z_j^T is Wishart given G^(l), so exactly
     V^(l+1) = C_W^2 (K_13 K_24 + K_14 K_23) + r C_W^2 V^(l), G1 = 0 (tests the (C_W^2/4) D V D index structure)."""
-    x = np.vstack([X2, [[0.5, 0.5, 0.1]]])
     widths, cw = (20, 50, 30), 1.3
     out = fw.multi_input(x, depth=3, activation="linear", C_W=cw, C_b=0.2, widths=widths)
     r = fw.width_ratios(widths, 3)
@@ -85,7 +106,8 @@ def test_multi_input_linear_is_wishart():
         Kl = out.K[l]
         want = cw ** 2 * (np.einsum("ac,bd->abcd", Kl, Kl) + np.einsum("ad,bc->abcd", Kl, Kl)) + \
             r[l] * cw ** 2 * out.V[l]
-        np.testing.assert_allclose(out.V[l + 1], want, rtol=1e-10)  # 3-input quadrature (~1e-11), summed over layers
+        # 3-input quadrature (~1e-11), 4-input (~1e-8: module docstring), summed over layers
+        np.testing.assert_allclose(out.V[l + 1], want, rtol=1e-10 if len(x) == 3 else 1e-8)
     assert np.all(np.abs(out.G1) < 1e-11)
 
 
@@ -142,9 +164,21 @@ def test_bad_widths(bad):
         fw.multi_input(X2, depth=3, activation="tanh", C_W=1.0, C_b=0.0, widths=bad)
 
 
-def test_too_many_inputs():
-    with pytest.raises(ValueError, match="at most 4"):
-        fw.multi_input(np.eye(5), depth=1, activation="tanh", C_W=1.0, C_b=0.1)
+@pytest.mark.parametrize("name, cw, cb, sub", [("tanh", 1.5, 0.1, (0, 1, 2, 3)), ("relu", 2.0, 0.0, (1, 3, 4, 5))])
+def test_many_inputs_sub_tensor_equals_those_inputs_alone(name, cw, cb, sub):
+    """N = 6: V, G1 restricted to 4 of the inputs equal multi_input on those 4 alone (same integrals);
+    V keeps the pair symmetries V_(a1a2)(a3a4) = V_(a2a1)(a3a4) = V_(a3a4)(a1a2)."""
+    kw = dict(depth=2, activation=name, C_W=cw, C_b=cb, widths=(30, 60))
+    full, alone = fw.multi_input(X6, **kw), fw.multi_input(X6[list(sub)], **kw)
+    for Vl in full.V:
+        np.testing.assert_allclose(Vl, Vl.transpose(1, 0, 2, 3), rtol=0, atol=1e-13)
+        np.testing.assert_allclose(Vl, Vl.transpose(2, 3, 0, 1), rtol=0, atol=1e-13)
+    ix = np.ix_(range(3), sub, sub)
+    np.testing.assert_allclose(full.K[ix], alone.K, rtol=1e-13)
+    V = full.V[(slice(None),) + np.ix_(sub, sub, sub, sub)]
+    np.testing.assert_allclose(V, alone.V, rtol=0, atol=1e-12 * np.abs(alone.V).max())
+    np.testing.assert_allclose(full.G1[ix], alone.G1, rtol=0, atol=1e-12 * np.abs(alone.G1).max())
+    assert np.abs(alone.V[-1]).max() > 0.1 and np.abs(alone.G1[-1]).max() > 1e-3  # nontrivial
 
 
 # ------------------------------------------------------------------------------- Monte Carlo
@@ -176,6 +210,21 @@ def test_vertex_against_monte_carlo(name, cw, cb, widths, S):
         V, err = est.vertex_from_metrics(G[:, l - 1], widths[l - 2])
         zs += [(V[i] - th.V[l - 1][i]) / err[i] for i in _unique_pairs_of_pairs()]
     assert np.max(np.abs(zs)) < Z_MAX, np.round(zs, 2)
+
+
+def test_vertex_against_monte_carlo_five_inputs():
+    """N = 5 (C(5, 4) = 5 four-input integrals per layer): every unique entry V_{(a1a2)(a3a4)}, l = 2, 3."""
+    x, widths, S = X6[:5], (192, 192), 1500
+    G = np.asarray(layer_kernels(jax.random.key(13), x, n_ensemble=S, widths=list(widths), activation="tanh",
+                                 C_W=1.5, C_b=0.1))
+    th = fw.multi_input(x, depth=2, activation="tanh", C_W=1.5, C_b=0.1, widths=widths, kernel_shift=False)
+    pairs = list(itertools.combinations_with_replacement(range(5), 2))
+    zs = []
+    for l in (2, 3):
+        V, err = est.vertex_from_metrics(G[:, l - 1], widths[l - 2])
+        zs += [(V[p + q] - th.V[l - 1][p + q]) / err[p + q]
+               for p, q in itertools.combinations_with_replacement(pairs, 2)]
+    assert len(zs) == 240 and np.max(np.abs(zs)) < Z_MAX, np.round(zs, 2)
 
 
 @pytest.mark.parametrize("name, cw, cb", [("tanh", 1.5, 0.1), ("erf", 1.2, 0.05), ("relu", 2.0, 0.0)])
