@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import sft  # noqa: F401  (enables float64)
+from sft.testing import polar_expectation
 from sft.activations import ACTIVATION_NAMES, Activation, get_activation, scale_invariant
 
 CLOSED = ["relu", "abs", "linear", "erf", "sin", "cos", "leaky_relu", "scale_invariant"]
@@ -17,31 +18,6 @@ def _act(name):
     if name == "scale_invariant":
         return get_activation(name, a_plus=1.3, a_minus=-0.4)
     return get_activation(name)
-
-
-def _quad_pair(f, g, q1, q2, c, n=400):
-    """E[f(u) g(v)] by polar-coordinate quadrature, independent of the closed forms.
-
-    With standardized (z1, z2) = r (cos phi, sin phi), u = a z1, v = b1 z1 + b2 z2, the kinks
-    u = 0 and v = 0 lie on rays of fixed angle; Gauss-Legendre in phi between consecutive kink
-    angles and in r on [0, 14] (weight r exp(-r^2/2) / 2 pi) converges exponentially.
-    """
-    a = np.sqrt(q1)
-    b1 = c / a
-    b2 = np.sqrt(max(q2 - b1 * b1, 0.0))
-    kinks = [np.pi / 2, 3 * np.pi / 2, np.arctan2(-b1, b2) % (2 * np.pi), np.arctan2(b1, -b2) % (2 * np.pi)]
-    edges = np.unique(np.concatenate([[0.0, 2 * np.pi], np.mod(kinks, 2 * np.pi)]))
-    x, w = np.polynomial.legendre.leggauss(n)
-    r = 7.0 * (x + 1)
-    wr = 7.0 * w * r * np.exp(-0.5 * r * r) / (2 * np.pi)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        phi = 0.5 * (hi - lo) * (x + 1) + lo
-        wp = 0.5 * (hi - lo) * w
-        z1 = r[:, None] * np.cos(phi)[None, :]
-        z2 = r[:, None] * np.sin(phi)[None, :]
-        total += wr @ (f(a * z1) * g(b1 * z1 + b2 * z2)) @ wp
-    return total
 
 
 # Independent numpy implementations (not the library's) of each activation and its derivative.
@@ -63,8 +39,8 @@ def test_closed_forms_against_quadrature(name):
     for q1, q2, c in CASES[:3]:
         ss = act.gauss_ss(np.float64(q1), np.float64(q2), np.float64(c))
         dd = act.gauss_dd(np.float64(q1), np.float64(q2), np.float64(c))
-        np.testing.assert_allclose(ss, _quad_pair(f, f, q1, q2, c), rtol=1e-9, atol=1e-11)
-        np.testing.assert_allclose(dd, _quad_pair(df, df, q1, q2, c), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(ss, polar_expectation(f, f, q1, q2, c), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(dd, polar_expectation(df, df, q1, q2, c), rtol=1e-9, atol=1e-11)
 
 
 @pytest.mark.parametrize("name", CLOSED)

@@ -8,7 +8,6 @@ against the erf and ReLU closed forms.
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from numpy.polynomial.legendre import leggauss
 from scipy.special import expit, ndtr
 
 import sft  # noqa: F401  (float64)
@@ -16,6 +15,7 @@ from sft.activations import Activation, get_activation
 from sft.conventions import RTOL
 from sft.gaussian import TOL, diag_expectations, hermite_coefficients, pair_expectations
 from sft.kernels import nngp_and_ntk
+from sft.testing import polar_expectation
 
 RTOL64 = RTOL[np.dtype("float64")]
 EPS = np.finfo(np.float64).eps
@@ -32,24 +32,6 @@ NUMPY_SIGMA = {  # (sigma, sigma') written by hand
     "sigmoid": (expit, lambda z: expit(z) * (1 - expit(z))),
     "swish": (lambda z: z * expit(z), lambda z: expit(z) * (1 + z * (1 - expit(z)))),
 }
-
-
-def polar_expectation(f, g, q1, q2, c, n=240, r_max=12.0):
-    """E[f(u) g(v)], (u, v) ~ N(0, [[q1, c], [c, q2]]): Gauss-Legendre in (R, theta) of the whitened
-    variables, theta split at the zeros of u and v."""
-    s1, s2 = np.sqrt(q1), np.sqrt(q2)
-    rho = float(np.clip(c / np.sqrt(q1 * q2), -1, 1)) if q1 * q2 > 0 else 0.0  # exactly 1 if c = q1 = q2
-    rc = np.sqrt(max(0.0, 1 - rho * rho))
-    cuts = np.sort(np.mod([np.pi / 2, 3 * np.pi / 2, np.arctan2(-rho, rc), np.arctan2(rho, -rc)], 2 * np.pi))
-    edges = np.concatenate([[0.0], cuts, [2 * np.pi]])
-    x, w = leggauss(n)
-    th = np.concatenate([0.5 * (b - a) * (x + 1) + a for a, b in zip(edges[:-1], edges[1:])])
-    wt = np.concatenate([0.5 * (b - a) * w for a, b in zip(edges[:-1], edges[1:])])
-    R = 0.5 * r_max * (x + 1)
-    wR = 0.5 * r_max * w * R * np.exp(-R * R / 2)
-    u = np.outer(R, s1 * np.cos(th))
-    v = np.outer(R, s2 * (rho * np.cos(th) + rc * np.sin(th)))
-    return wR @ (f(u) * g(v)) @ wt / (2 * np.pi)
 
 
 def reference_kernels(x, f, df, depth, C_W, C_b, fineness=1.0):

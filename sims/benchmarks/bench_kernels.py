@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from numpy.polynomial.legendre import leggauss
+
+from sft.testing import polar_expectation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without install
 DEPTH = 10
@@ -33,23 +34,6 @@ SIGMA = {  # numpy (sigma, sigma') pairs, written independently of sft
     "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(float)),
     "tanh": (np.tanh, lambda z: 1.0 / np.cosh(np.minimum(np.abs(z), 300.0)) ** 2),
 }
-
-
-def polar_expectation(f, g, q1, q2, c, n=200, r_max=12.0):
-    """E[f(u) g(v)], (u, v) ~ N(0, [[q1, c], [c, q2]]), 2-D Gauss-Legendre in polar coordinates."""
-    s1, s2 = np.sqrt(q1), np.sqrt(q2)
-    rho = float(np.clip(c / np.sqrt(q1 * q2), -1, 1)) if q1 * q2 > 0 else 0.0  # exactly 1 if c = q1 = q2
-    rc = np.sqrt(max(0.0, 1 - rho * rho))
-    cuts = np.sort(np.mod([np.pi / 2, 3 * np.pi / 2, np.arctan2(-rho, rc), np.arctan2(rho, -rc)], 2 * np.pi))
-    edges = np.concatenate([[0.0], cuts, [2 * np.pi]])
-    x, w = leggauss(n)
-    th = np.concatenate([0.5 * (b - a) * (x + 1) + a for a, b in zip(edges[:-1], edges[1:])])
-    wt = np.concatenate([0.5 * (b - a) * w for a, b in zip(edges[:-1], edges[1:])])
-    R = 0.5 * r_max * (x + 1)
-    wR = 0.5 * r_max * w * R * np.exp(-R * R / 2)
-    u = np.outer(R, s1 * np.cos(th))
-    v = np.outer(R, s2 * (rho * np.cos(th) + rc * np.sin(th)))
-    return wR @ (f(u) * g(v)) @ wt / (2 * np.pi)
 
 
 def reference_pair(xa, xb, act, C_W, C_b, fineness=1.0):
