@@ -1,17 +1,20 @@
 """sft: statistical field theory of wide neural networks.
 
-Tiers (depending one way): numerics (``gaussian``, ``estimators``) -> physics objects
-(``activations``, ``kernels``, ``criticality``, ``finite_width``, ``ntk_fluctuations``,
-``deep_linear``) -> workflows (``networks``, ``report``, ``figures``, ``cli``).
+Tiers (depending one way): numerics (``gaussian``, ``estimators``, ``cumulants``, ``hermite``,
+``wick``) -> physics objects (``activations``, ``kernels``, ``criticality``, ``finite_width``,
+``ntk_fluctuations``, ``deep_linear``, ``edgeworth``, ``diagrams``) -> workflows (``networks``,
+``report``, ``figures``, ``cli``).
 Conventions: ``sft.conventions`` (stated once, used everywhere).
 """
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from . import (activations, conventions, criticality, deep_linear, estimators,  # noqa: E402
-               finite_width, gaussian, kernels, networks, ntk_fluctuations, report)
+from . import (activations, conventions, criticality, cumulants, deep_linear, diagrams,  # noqa: E402
+               edgeworth, estimators, finite_width, gaussian, hermite, kernels, networks,
+               ntk_fluctuations, report, wick)
 
-__all__ = ["activations", "conventions", "criticality", "deep_linear", "estimators", "finite_width",
-           "gaussian", "kernels", "networks", "ntk_fluctuations", "report"]
+__all__ = ["activations", "conventions", "criticality", "cumulants", "deep_linear", "diagrams",
+           "edgeworth", "estimators", "finite_width", "gaussian", "hermite", "kernels", "networks",
+           "ntk_fluctuations", "report", "wick"]
 __version__ = "0.1.0"
