@@ -2,8 +2,8 @@
 
 Tiers (depending one way): numerics (``gaussian``, ``estimators``, ``cumulants``, ``hermite``,
 ``wick``) -> physics objects (``activations``, ``kernels``, ``criticality``, ``finite_width``,
-``ntk_fluctuations``, ``deep_linear``, ``edgeworth``, ``diagrams``) -> workflows (``networks``,
-``report``, ``figures``, ``cli``).
+``ntk_fluctuations``, ``deep_linear``, ``edgeworth``, ``diagrams``, ``predictors``) -> workflows
+(``networks``, ``training``, ``report``, ``figures``, ``cli``). ``testing`` holds independent references.
 Conventions: ``sft.conventions`` (stated once, used everywhere).
 """
 import jax
@@ -12,9 +12,9 @@ jax.config.update("jax_enable_x64", True)
 
 from . import (activations, conventions, criticality, cumulants, deep_linear, diagrams,  # noqa: E402
                edgeworth, estimators, finite_width, gaussian, hermite, kernels, networks,
-               ntk_fluctuations, report, wick)
+               ntk_fluctuations, predictors, report, schwinger_dyson, testing, wick)
 
 __all__ = ["activations", "conventions", "criticality", "cumulants", "deep_linear", "diagrams",
            "edgeworth", "estimators", "finite_width", "gaussian", "hermite", "kernels", "networks",
-           "ntk_fluctuations", "report", "wick"]
+           "ntk_fluctuations", "predictors", "report", "schwinger_dyson", "testing", "wick"]
 __version__ = "0.1.0"
