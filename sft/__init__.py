@@ -3,7 +3,7 @@
 Tiers (depending one way): numerics (``gaussian``, ``estimators``, ``cumulants``, ``hermite``,
 ``wick``) -> physics objects (``activations``, ``kernels``, ``criticality``, ``finite_width``,
 ``ntk_fluctuations``, ``deep_linear``, ``edgeworth``, ``diagrams``, ``predictors``) -> workflows
-(``networks``, ``training``, ``report``, ``figures``, ``cli``). ``testing`` holds independent references.
+(``networks``, ``training``, ``sampling``, ``report``, ``figures``, ``cli``). ``testing`` holds independent references.
 Conventions: ``sft.conventions`` (stated once, used everywhere).
 """
 import jax
@@ -12,9 +12,10 @@ jax.config.update("jax_enable_x64", True)
 
 from . import (activations, conventions, criticality, cumulants, deep_linear, diagrams,  # noqa: E402
                edgeworth, estimators, finite_width, gaussian, hermite, kernels, networks,
-               ntk_fluctuations, predictors, report, schwinger_dyson, testing, training, wick)
+               ntk_fluctuations, predictors, report, sampling, schwinger_dyson, testing, training,
+               wick)
 
 __all__ = ["activations", "conventions", "criticality", "cumulants", "deep_linear", "diagrams",
            "edgeworth", "estimators", "finite_width", "gaussian", "hermite", "kernels", "networks",
-           "ntk_fluctuations", "predictors", "report", "schwinger_dyson", "testing", "training", "wick"]
+           "ntk_fluctuations", "predictors", "report", "sampling", "schwinger_dyson", "testing", "training", "wick"]
 __version__ = "0.1.0"
