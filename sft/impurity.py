@@ -1,0 +1,270 @@
+"""Exact impurity physics on a tight-binding ring, and the disorder-averaged propagator of a binary alloy.
+
+Conventions. A ring of ``L`` sites, hopping ``t``, on-site energy ``eps0``:
+
+    H0 = eps0 - t sum_i (|i><i+1| + |i+1><i|)   (indices mod L),   eps(k) = eps0 - 2 t cos k,
+    G0(z) = (z - H0)^{-1},   z = E + i eta,  eta > 0  (retarded).
+
+A Gaussian lattice field with covariance (m^2 + Delta)^{-1}, Delta the lattice Laplacian
+(Delta phi)_i = 2 phi_i - phi_{i+1} - phi_{i-1}, is the same object at real z outside the band:
+(m^2 + Delta)^{-1} = -G0(z = -(m^2 + 2)) with t = 1, eps0 = 0 (see :func:`gaussian_field_covariance`).
+
+Point impurities V = sum_k V_k |r_k><r_k|. In the impurity subspace (n x n, n = number of impurities):
+
+    T = (1 - V G0_imp)^{-1} V,    G = G0 + G0[:, r] T G0[r, :]            (Economou, ch. 4 and 5.3)
+
+Binary alloy: each site independently has V_i = V with probability c, else 0. Single-site
+approximations replace the random V_i by a local self-energy Sigma, so G_loc(z) = g(z - Sigma), with
+g(z) = G0(z)_{ii} the clean local Green's function (Economou ch. 6; Elliott, Krumhansl & Leath,
+Rev. Mod. Phys. 46, 465 (1974), section III):
+
+    first Born:             Sigma = c V
+    self-consistent Born:   Sigma = c V + c (1 - c) V^2 g(z - Sigma)
+    average T-matrix (ATA): Sigma = <t> / (1 + <t> g(z)),   <t> = c V / (1 - V g(z))
+    CPA (Soven, Phys. Rev. 156, 809 (1967)):  < (V_i - Sigma) / (1 - (V_i - Sigma) g(z - Sigma)) > = 0.
+
+ATA is the exact single-impurity T-matrix resummed to first order in c; CPA is exact to O(c), and at
+c = 0 and c = 1; Born theories expand t in V and fail for dilute strong impurities.
+"""
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+
+__all__ = ["ring_hamiltonian", "ring_green", "chain_green", "gaussian_field_covariance",
+           "exact_green", "t_matrix", "impurity_green", "alloy_self_energy", "alloy_local_green",
+           "cpa_residual", "alloy_local_green_mc"]
+
+
+def _check_z(z):
+    z = complex(z)
+    if not (np.isfinite(z.real) and np.isfinite(z.imag) and z.imag > 0):
+        raise ValueError(f"z={z!r} is not allowed: z = E + i eta needs finite E and eta > 0 (retarded)")
+    return z
+
+
+def _check_L(L):
+    if not isinstance(L, numbers.Integral) or isinstance(L, bool) or L < 1:
+        raise ValueError(f"L={L!r} is not allowed: L must be an integer >= 1")
+    return int(L)
+
+
+def _check_c(c):
+    if not (isinstance(c, numbers.Real) and 0.0 <= c <= 1.0):
+        raise ValueError(f"c={c!r} is not allowed: the concentration must satisfy 0 <= c <= 1")
+    return float(c)
+
+
+def _check_t(t):
+    if not (isinstance(t, numbers.Real) and np.isfinite(t) and t != 0):
+        raise ValueError(f"t={t!r} is not allowed: the hopping must be finite and nonzero")
+    return float(t)
+
+
+def ring_hamiltonian(L, *, t=1.0, eps0=0.0):
+    """Dense (L, L) clean ring Hamiltonian H0 = eps0 - t (S + S^T), S the cyclic shift (float64).
+
+    Written as a sum of circulants, so L = 1, 2 keep the Bloch spectrum eps0 - 2 t cos(2 pi k / L).
+    """
+    L, t = _check_L(L), _check_t(t)
+    S = np.roll(np.eye(L), 1, axis=1)
+    return eps0 * np.eye(L) - t * (S + S.T)
+
+
+def ring_green(z, L, *, t=1.0, eps0=0.0):
+    """Clean ring propagator G0(z)_{i, i+r} for r = 0 .. L-1, shape (L,), complex128.
+
+    Bloch sum (exact for the finite ring): G0(r) = (1/L) sum_k e^{i k r} / (z - eps0 + 2 t cos k),
+    k = 2 pi n / L; computed by one FFT.
+    """
+    z, L, t = _check_z(z), _check_L(L), _check_t(t)
+    return _ring_green(z, L, t, eps0)
+
+
+def _ring_green(z, L, t, eps0):
+    k = 2 * np.pi * np.arange(L) / L
+    return np.fft.ifft(1.0 / (z - eps0 + 2 * t * np.cos(k)))
+
+
+def chain_green(z, r, *, t=1.0, eps0=0.0):
+    """Infinite-chain propagator G0(z; r) = rho^{|r|} / (2 tau sqrt(u^2 - 1)), tau = -t, u = (z - eps0)/(2 tau),
+
+    rho = u - sqrt(u^2 - 1) with the branch |rho| < 1 (Economou eq. (5.34)). Inside the band
+    (|E - eps0| < 2|t|, eta -> 0+) this is G0(r) = -i e^{i q |r|} / (2 |t| sin q) with
+    E - eps0 = -2 t cos q, 0 < q < pi. ``r``: integer array of any shape; returns complex128 of that shape.
+    """
+    z, t = _check_z(z), _check_t(t)
+    r = np.asarray(r)
+    if not np.issubdtype(r.dtype, np.integer):
+        raise ValueError(f"r={r!r} is not allowed: site separations must be integers")
+    tau = -t
+    u = (z - eps0) / (2 * tau)
+    s = np.sqrt(u - 1) * np.sqrt(u + 1)
+    if abs(u - s) > 1:
+        s = -s
+    return (u - s) ** np.abs(r) / (2 * tau * s)
+
+
+def gaussian_field_covariance(L, mass):
+    """Covariance (m^2 + Delta)^{-1}_{i, i+r}, r = 0 .. L-1, of the massive Gaussian field on a ring (float64).
+
+    Equals -G0(z = -(m^2 + 2)) for t = 1, eps0 = 0 (real z below the band), by the Bloch sum
+    C(r) = (1/L) sum_k e^{i k r} / (m^2 + 2 - 2 cos k).
+    """
+    L = _check_L(L)
+    if not (isinstance(mass, numbers.Real) and mass > 0 and np.isfinite(mass)):
+        raise ValueError(f"mass={mass!r} is not allowed: the mass must be finite and > 0")
+    return -_ring_green(-(mass ** 2 + 2.0), L, 1.0, 0.0).real
+
+
+def exact_green(H, z):
+    """G = (z - H)^{-1} by one LU solve against the identity; returns (G, residual) with
+    residual = max |(z - H) G - 1| (should be ~ 1e-13 times the condition number)."""
+    z = _check_z(z)
+    H = np.asarray(H)
+    if H.ndim != 2 or H.shape[0] != H.shape[1]:
+        raise ValueError(f"H has shape {H.shape}: it must be square (L, L)")
+    A = z * np.eye(H.shape[0]) - H
+    G = scipy.linalg.solve(A, np.eye(H.shape[0], dtype=complex))
+    return G, float(np.max(np.abs(A @ G - np.eye(H.shape[0]))))
+
+
+def t_matrix(strengths, G0_imp):
+    """T = (1 - V G0_imp)^{-1} V in the impurity subspace, V = diag(strengths), by a linear solve.
+
+    ``strengths`` (n,), ``G0_imp`` (n, n) = G0[r_a, r_b]. Single impurity: T = V / (1 - V G0(0)).
+    """
+    V = np.asarray(strengths, dtype=float)
+    G0_imp = np.asarray(G0_imp)
+    if V.ndim != 1 or not np.all(np.isfinite(V)):
+        raise ValueError(f"strengths={strengths!r} is not allowed: give a finite 1-D array")
+    if G0_imp.shape != (V.size, V.size):
+        raise ValueError(f"G0_imp has shape {G0_imp.shape}: it must be ({V.size}, {V.size}), one row per impurity")
+    return np.linalg.solve(np.eye(V.size) - V[:, None] * G0_imp, np.diag(V).astype(complex))
+
+
+def impurity_green(z, L, sites, strengths, *, t=1.0, eps0=0.0):
+    """Full (L, L) propagator of the ring with point impurities, G = G0 + G0[:, r] T G0[r, :].
+
+    ``sites``: distinct integers in [0, L); ``strengths``: same length, finite. Costs O(L^2 + n^3);
+    G0 is the circulant built from :func:`ring_green`.
+    """
+    z, L, t = _check_z(z), _check_L(L), _check_t(t)
+    r = np.asarray(sites)
+    if r.ndim != 1 or not np.issubdtype(r.dtype, np.integer) or np.any((r < 0) | (r >= L)) \
+            or len(set(r.tolist())) != r.size:
+        raise ValueError(f"sites={sites!r} is not allowed: give distinct integers in [0, {L})")
+    V = np.asarray(strengths, dtype=float)
+    if V.shape != r.shape:
+        raise ValueError(f"strengths has shape {V.shape} but sites has shape {r.shape}: one strength per site")
+    g = _ring_green(z, L, t, eps0)
+    idx = np.arange(L)
+    G0 = g[(idx[None, :] - idx[:, None]) % L]
+    return G0 + G0[:, r] @ t_matrix(V, G0[np.ix_(r, r)]) @ G0[r, :]
+
+
+def _g_clean(L, t, eps0):
+    """Local clean Green's function g(z) = G0(z)_{ii}: the ring's if L is an int, the infinite chain's if None."""
+    if L is None:
+        return lambda w: chain_green(w, 0, t=t, eps0=eps0)[()]
+    return lambda w: _ring_green(w, L, t, eps0)[0]
+
+
+def _check_alloy(z, c, V, L, t):
+    z, c, t = _check_z(z), _check_c(c), _check_t(t)
+    if not (isinstance(V, numbers.Real) and np.isfinite(V)):
+        raise ValueError(f"V={V!r} is not allowed: the impurity strength must be a finite real number")
+    if L is not None:
+        _check_L(L)
+    return z, c, float(V), t
+
+
+def cpa_residual(sigma, z, c, V, *, L=None, t=1.0, eps0=0.0):
+    """Soven's single-site condition <t_i> = c t_V + (1 - c) t_0, t_v = (v - Sigma)/(1 - (v - Sigma) g(z - Sigma)).
+
+    Zero at the CPA self-energy. ``L=None``: infinite chain; an integer: the ring of L sites.
+    """
+    z, c, V, t = _check_alloy(z, c, V, L, t)
+    gb = _g_clean(L, t, eps0)(z - sigma)
+    tv = lambda v: (v - sigma) / (1 - (v - sigma) * gb)
+    return c * tv(V) + (1 - c) * tv(0.0)
+
+
+def alloy_self_energy(z, c, V, *, method, L=None, t=1.0, eps0=0.0, damping=0.5, tol=1e-12, max_iter=10_000):
+    """Local self-energy Sigma(z) of the binary alloy (V_i = V w.p. c, else 0) by ``method``:
+
+    "born":  Sigma = c V
+    "scba":  Sigma = c V + c (1 - c) V^2 g(z - Sigma)        (damped fixed-point iteration)
+    "ata":   Sigma = <t> / (1 + <t> g(z)),  <t> = c V / (1 - V g(z))   (EKL 1974 eq. (3.19))
+    "cpa":   <(V_i - Sigma)/(1 - (V_i - Sigma) g(z - Sigma))> = 0   (Soven 1967), iterated as
+             cavity  G_c^{-1} = 1/g(z - Sigma) + Sigma,  Sigma_new = G_c^{-1} - 1/<1/(G_c^{-1} - V_i)>,
+             Sigma <- (1 - damping) Sigma + damping Sigma_new, until |Sigma_new - Sigma| < tol.
+
+    Self-consistent methods raise RuntimeError if not converged in ``max_iter`` steps.
+    ``L=None``: g is the infinite chain's (:func:`chain_green`); an integer: the ring's (:func:`ring_green`).
+    """
+    z, c, V, t = _check_alloy(z, c, V, L, t)
+    if not 0 < damping <= 1:
+        raise ValueError(f"damping={damping!r} is not allowed: need 0 < damping <= 1")
+    g = _g_clean(L, t, eps0)
+    if method == "born":
+        return complex(c * V)
+    if method == "ata":
+        tav = c * V / (1 - V * g(z))
+        return complex(tav / (1 + tav * g(z)))
+    if method == "scba":
+        step = lambda s: c * V + c * (1 - c) * V ** 2 * g(z - s)
+    elif method == "cpa":
+        def step(s):
+            gc_inv = 1 / g(z - s) + s
+            return gc_inv - 1 / (c / (gc_inv - V) + (1 - c) / gc_inv)
+    else:
+        raise ValueError(f"method={method!r} is not allowed: choose 'born', 'scba', 'ata' or 'cpa'")
+    s = complex(c * V)
+    for _ in range(max_iter):
+        new = step(s)
+        if abs(new - s) < tol:
+            return complex(new)
+        s = (1 - damping) * s + damping * new
+    raise RuntimeError(f"{method} self-energy did not converge in {max_iter} iterations at z={z}, c={c}, V={V}; "
+                       "lower damping or raise max_iter")
+
+
+def alloy_local_green(z, c, V, *, method, L=None, t=1.0, eps0=0.0):
+    """Disorder-averaged local Green's function G_loc(z) = g(z - Sigma(z)), Sigma from :func:`alloy_self_energy`.
+
+    The local density of states is -Im G_loc(E + i eta) / pi.
+    """
+    sigma = alloy_self_energy(z, c, V, method=method, L=L, t=t, eps0=eps0)
+    return complex(_g_clean(L, t, eps0)(complex(z) - sigma))
+
+
+@jax.jit
+def _local_green_batch(H, zs):
+    lam, U = jnp.linalg.eigh(H)                                   # (R, L), (R, L, L)
+    w = U ** 2                                                    # w[r, i, n] = U_in^2
+    return jnp.einsum("rin,rzn->rzi", w, 1.0 / (zs[None, :, None] - lam[:, None, :]))   # (R, nz, L)
+
+
+def alloy_local_green_mc(zs, c, V, *, L, n_real, key, t=1.0, eps0=0.0):
+    """Monte Carlo disorder average of the exact local Green's function on a ring of L sites.
+
+    Realization r: V_i ~ V * Bernoulli(c) i.i.d. (jax.random.bernoulli with ``key``), H = H0 + diag(V_i),
+    G_ii(z) = sum_n U_in^2 / (z - lambda_n) from one symmetric eigendecomposition (exact, no inverse).
+    Returns (mean, stderr), each complex (nz,): mean over realizations of the site-averaged G_ii, and the
+    standard error over the n_real independent realizations (separately for the real and imaginary parts:
+    stderr = se(Re) + i se(Im)).
+    """
+    zs = np.atleast_1d(np.asarray([_check_z(z) for z in np.atleast_1d(zs)]))
+    L, c, t = _check_L(L), _check_c(c), _check_t(t)
+    if not isinstance(n_real, numbers.Integral) or n_real < 2:
+        raise ValueError(f"n_real={n_real!r} is not allowed: need an integer >= 2 for an error bar")
+    occ = jax.random.bernoulli(key, c, (n_real, L)).astype(jnp.float64)
+    H = jnp.asarray(ring_hamiltonian(L, t=t, eps0=eps0))[None] + V * jax.vmap(jnp.diag)(occ)
+    per_real = np.asarray(_local_green_batch(H, jnp.asarray(zs))).mean(axis=2)     # (R, nz)
+    se = lambda a: a.std(axis=0, ddof=1) / np.sqrt(n_real)
+    return per_real.mean(axis=0), se(per_real.real) + 1j * se(per_real.imag)
