@@ -38,15 +38,19 @@ the bias of the mean is O(1/n) away from threshold.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, optimize
 
 __all__ = ["semicircle_stieltjes", "marchenko_pastur_stieltjes", "stieltjes_transform",
            "t_matrix_outliers", "wigner_outlier", "rectangular_outlier", "wigner_outliers_t_matrix",
            "rectangular_outliers_t_matrix", "planted_wigner", "planted_rectangular",
-           "simulate_wigner_outliers", "simulate_rectangular_outliers"]
+           "simulate_wigner_outliers", "simulate_rectangular_outliers", "simulate_wigner_outliers_jax",
+           "simulate_rectangular_outliers_jax"]
 
 
 def _check_thetas(thetas, name="thetas"):
@@ -333,3 +337,74 @@ def simulate_rectangular_outliers(n, m, thetas, n_draws, *, seed: int):
         right.append(np.einsum("ik,ik->k", R, V) ** 2)
     return dict(seed=seed, n=n, m=m, n_draws=n_draws, dtype="float64", singular_values=np.array(sv),
                 left=np.array(left), right=np.array(right))
+
+
+
+def _batched(draws, key, n_draws, batch, *args):
+    """Concatenate draws(keys, *args) over n_draws keys split from ``key``, ``batch`` keys at a time."""
+    keys = jax.random.split(key, n_draws)
+    outs = [draws(keys[i:i + batch], *args) for i in range(0, n_draws, batch)]
+    return [np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(len(outs[0]))]
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _wigner_draws(keys, t, n):
+    def draw(k):
+        ka, ku = jax.random.split(k)
+        A = jax.random.normal(ka, (n, n), dtype=jnp.float64)
+        U = jnp.linalg.qr(jax.random.normal(ku, (n, t.size), dtype=jnp.float64))[0]
+        w, V = jnp.linalg.eigh((A + A.T) / np.sqrt(2 * n) + (U * t) @ U.T)
+        top = V[:, ::-1][:, :t.size]
+        return w[::-1][:t.size], jnp.einsum("ik,ik->k", top, U) ** 2
+    return jax.vmap(draw)(keys)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _rectangular_draws(keys, t, n, m):
+    def draw(k):
+        kg, ku, kv = jax.random.split(k, 3)
+        U = jnp.linalg.qr(jax.random.normal(ku, (n, t.size), dtype=jnp.float64))[0]
+        V = jnp.linalg.qr(jax.random.normal(kv, (m, t.size), dtype=jnp.float64))[0]
+        W = jax.random.normal(kg, (n, m), dtype=jnp.float64) / np.sqrt(m) + (U * t) @ V.T
+        w, L = jnp.linalg.eigh(W @ W.T)
+        s = jnp.sqrt(w[::-1][:t.size])
+        Lt = L[:, ::-1][:, :t.size]
+        R = (W.T @ Lt) / s
+        return s, jnp.einsum("ik,ik->k", Lt, U) ** 2, jnp.einsum("ik,ik->k", R, V) ** 2
+    return jax.vmap(draw)(keys)
+
+
+def simulate_wigner_outliers_jax(n, thetas, n_draws, *, key, batch: int = 8):
+    """JAX version of :func:`simulate_wigner_outliers` (float64; jit + vmap over ``batch`` draws at a time;
+    compiled once per (n, number of circuits, batch), so sweeps over theta reuse it).
+
+    Draw: A ~ N(0, 1)^{n x n}, X = (A + A^T) / sqrt(2 n) (GOE), U = Q of the QR of an (n, r) Gaussian (Haar
+    subspace; signs are irrelevant to the squared overlaps), W = X + U diag(theta) U^T, eigh(W).
+    Returns the same dict as the numpy version (key instead of seed). Same key -> same result.
+    """
+    n = _check_int("n", n, 2)
+    t = -np.sort(-_check_thetas(thetas))
+    n_draws, batch = _check_int("n_draws", n_draws, 1), _check_int("batch", batch, 1)
+    if t.size > n:
+        raise ValueError(f"thetas={thetas!r} is not allowed: at most n = {n} circuits")
+    lam, ov = _batched(_wigner_draws, key, n_draws, batch, jnp.asarray(t), n)
+    return dict(n=n, n_draws=n_draws, dtype="float64", eigenvalues=lam, overlaps=ov)
+
+
+def simulate_rectangular_outliers_jax(n, m, thetas, n_draws, *, key, batch: int = 8):
+    """JAX version of :func:`simulate_rectangular_outliers` (float64; jit + vmap over ``batch`` draws at a time).
+
+    W = G / sqrt(m) + U diag(theta) V^T, n <= m; top singular triplets from eigh(W W^T), v~ = W^T u~ / sigma.
+    Returns dict(n, m, n_draws, dtype, singular_values, left, right), each (n_draws, r), thetas descending.
+    """
+    n, m = _check_int("n", n, 1), _check_int("m", m, 1)
+    if n > m:
+        raise ValueError(f"n={n}, m={m} is not allowed: need n <= m (c = n/m <= 1); transpose the matrix")
+    t = -np.sort(-_check_thetas(thetas))
+    if np.any(t < 0):
+        raise ValueError(f"thetas={thetas!r} is not allowed: singular-value strengths must be > 0")
+    n_draws, batch = _check_int("n_draws", n_draws, 1), _check_int("batch", batch, 1)
+    if t.size > n:
+        raise ValueError(f"thetas={thetas!r} is not allowed: at most n = {n} circuits")
+    sv, left, right = _batched(_rectangular_draws, key, n_draws, batch, jnp.asarray(t), n, m)
+    return dict(n=n, m=m, n_draws=n_draws, dtype="float64", singular_values=sv, left=left, right=right)

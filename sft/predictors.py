@@ -109,6 +109,15 @@ def _eigh_pd(name, A):
     return lam, V
 
 
+def _check_psd(name, A):
+    """Covariance blocks must be positive semi-definite: lam_min >= -RTOL[float64] P max(|lam|, 1)."""
+    lam = np.linalg.eigvalsh(A) if A.size else np.zeros(1)
+    tol = RTOL[np.dtype("float64")] * A.shape[0] * max(np.max(np.abs(lam)), 1.0)
+    if lam[0] < -tol:
+        raise ValueError(f"{name} is not positive semi-definite: its smallest eigenvalue is {lam[0]:.6g} "
+                         f"< -{tol:.3g}; it is the covariance of the initial outputs f_0 and must be PSD")
+
+
 def _nonnegative(name, value, allow_inf=True):
     v = float(value)
     if np.isnan(v) or v < 0 or (not allow_inf and np.isinf(v)):
@@ -178,8 +187,8 @@ def ntk_flow(Theta_train, Theta_cross, K_train, K_cross, K_test, y, *, t, learni
 
     evaluated in the eigenbasis of Theta_train (so any t costs one eigendecomposition; t = inf is
     exact: T = Theta* Theta^{-1}, the NTK kernel regression). ``t`` >= 0 (float or np.inf),
-    ``learning_rate`` = eta > 0. Theta_train must be positive definite (ValueError otherwise, with its
-    smallest eigenvalue).
+    ``learning_rate`` = eta > 0. Theta_train must be positive definite and K_train positive
+    semi-definite (ValueError otherwise, with the smallest eigenvalue).
 
     >>> import numpy as np
     >>> out = ntk_flow(np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.array([2.0]), t=np.inf)
@@ -193,6 +202,7 @@ def ntk_flow(Theta_train, Theta_cross, K_train, K_cross, K_test, y, *, t, learni
     if eta == 0:
         raise ValueError("learning_rate=0 is not allowed: learning_rate must be > 0 and finite")
     lam, V = _eigh_pd("Theta_train", Theta_train)
+    _check_psd("K_train", K_train)
     g = 1.0 / lam if np.isinf(t) else -np.expm1(-eta * lam * t) / lam
     return _linear_ensemble(g, V, Theta_cross, K_train, K_cross, K_test, y)
 
@@ -238,6 +248,7 @@ def ntk_gradient_descent(Theta_train, Theta_cross, K_train, K_cross, K_test, y, 
     if eta == 0:
         raise ValueError("learning_rate=0 is not allowed: learning_rate must be > 0 and finite")
     lam, V = _eigh_pd("Theta_train", Theta_train)
+    _check_psd("K_train", K_train)
     limit = 2.0 / lam[-1]
     if eta >= limit:
         msg = (f"learning_rate={eta:g} is at or above the gradient-descent stability limit "

@@ -64,6 +64,27 @@ def _positive(name, value):
     return float(value)
 
 
+def _data(xname, x, yname, y, n_0=None, rows="P", dtype=jnp.float64):
+    """Inputs x (rows, n_0), rows >= 1 when labels y (rows,) are given; finite when concrete (not traced).
+    ``dtype=None`` keeps the dtypes of x and y."""
+    x = jnp.asarray(x, dtype)
+    if x.ndim != 2 or (yname is not None and x.shape[0] < 1) or (n_0 is not None and x.shape[1] != n_0):
+        want = f"({rows}, n_0)" if n_0 is None else f"({rows}, {n_0}) (n_0 = the input dimension)"
+        raise ValueError(f"{xname} has shape {x.shape}: it must be {want}"
+                         + (f" with {rows} >= 1" if yname is not None else ""))
+    arrays = [(xname, x)]
+    if yname is not None:
+        y = jnp.asarray(y, dtype)
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"{yname} has shape {y.shape}: it must be (P,) = ({x.shape[0]},), one "
+                             f"label per row of {xname}")
+        arrays.append((yname, y))
+    for name, a in arrays:
+        if not isinstance(a, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(a))):
+            raise ValueError(f"{name} contains NaN or inf: {name} must be finite")
+    return x, y
+
+
 # ---------------------------------------------------------------------------------------- MALA
 def _mala_chain(logdensity, record, x0, key, h, burn_in, n_draws, thin):
     """One chain: burn_in steps, then n_draws x thin steps recording every thin-th state."""
@@ -133,8 +154,11 @@ def network_log_posterior(params, x, y, *, activation, C_W, C_b, noise, temperat
     params: ONE network's parameters (list over layers of (omega, beta), :func:`sft.networks.apply`);
     x: (P, n_0); y: (P,) labels of the single output; noise = sigma^2 > 0; temperature = T > 0.
     The prior term runs over all of ``params`` (standard normal, the initialization distribution).
+    ValueError when x is not (P, n_0) with P >= 1 and n_0 the input dimension of ``params``, y is not
+    (P,), or (when not traced) x or y contain NaN or inf.
     """
     noise, temperature = _positive("noise", noise), _positive("temperature", temperature)
+    x, y = _data("x", x, "y", y, params[0][0].shape[-2], dtype=None)
     f = apply(params, x, activation=activation, C_W=C_W, C_b=C_b)[:, 0]
     prior = sum(jnp.sum(w ** 2) + jnp.sum(b ** 2) for w, b in params)
     return -0.5 * prior - jnp.sum((f - y) ** 2) / (2 * noise * temperature)
@@ -156,14 +180,8 @@ def sample_network_posterior(key, x_train, y_train, x_test, *, widths, activatio
     """
     n_chains = _count("n_chains", n_chains, 1)
     noise, temperature = _positive("noise", noise), _positive("temperature", temperature)
-    x_train, x_test = jnp.asarray(x_train, jnp.float64), jnp.asarray(x_test, jnp.float64)
-    y_train = jnp.asarray(y_train, jnp.float64)
-    if x_train.ndim != 2 or x_train.shape[0] < 1:
-        raise ValueError(f"x_train has shape {x_train.shape}: it must be (P, n_0) with P >= 1")
-    if y_train.shape != (x_train.shape[0],):
-        raise ValueError(f"y_train has shape {y_train.shape}: it must be (P,) = ({x_train.shape[0]},)")
-    if x_test.ndim != 2 or x_test.shape[1] != x_train.shape[1]:
-        raise ValueError(f"x_test has shape {x_test.shape}: it must be (M, {x_train.shape[1]})")
+    x_train, y_train = _data("x_train", x_train, "y_train", y_train)
+    x_test = _data("x_test", x_test, None, None, x_train.shape[1], rows="M")[0]
     n_layers = len(tuple(widths)) + 1
     trainable = tuple(range(1, n_layers + 1)) if trainable is None else tuple(trainable)
     if not trainable or any(isinstance(l, bool) or l not in range(1, n_layers + 1) for l in trainable):
@@ -175,6 +193,9 @@ def sample_network_posterior(key, x_train, y_train, x_test, *, widths, activatio
     if len(init) != n_layers or any(w.shape[0] != n_chains for w, _ in init):
         raise ValueError(f"init must be a list of {n_layers} layers (omega, beta) with leading axis "
                          f"n_chains={n_chains}")
+    if init[0][0].shape[1] != x_train.shape[1]:
+        raise ValueError(f"init[0] has omega of shape {init[0][0].shape}: its input dimension "
+                         f"{init[0][0].shape[1]} must equal x_train's n_0 = {x_train.shape[1]}")
     frozen = {l: (init[l - 1][0][0], init[l - 1][1][0]) for l in range(1, n_layers + 1)
               if l not in trainable}
     _, unravel = ravel_pytree([(w[0], b[0]) for l, (w, b) in enumerate(init, 1) if l in trainable])

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -98,6 +99,25 @@ def _check_data(x_train, y_train, x_test, dtype):
     return x_train, y_train, x_test
 
 
+def _warn_if_diverged(losses, key, sizes, dt, x_train, activation, cw, cb, lr):
+    """RuntimeWarning, with the stability limit 2 / lambda_max of network 0's initial empirical NTK,
+    when a training loss became NaN/inf or ended above twice its initial value (no extra cost otherwise)."""
+    losses = np.asarray(losses)
+    bad = ~np.isfinite(losses).all(axis=1) | (losses[:, -1] > 2 * losses[:, 0])
+    if losses.shape[1] < 2 or not bad.any():
+        return
+    params = jax.tree_util.tree_map(lambda a: a[0], _nw._init_chunk(jnp.arange(2, dtype=jnp.uint32),
+                                                                     key, sizes, dt))
+    act = get_activation(activation)
+    ntk = jax.jit(lambda p, x: _nw._ntk_backprop(p, x, act, cw, cb))
+    limit = 2.0 / np.linalg.eigvalsh(np.asarray(ntk(params, x_train), np.float64))[-1]
+    warnings.warn(f"gradient descent diverged for {int(bad.sum())} of {len(bad)} networks (training "
+                  f"loss NaN/inf or more than doubled from step 0 to the end) with learning_rate={lr!r}: "
+                  f"the stability limit of the linearized network 0 is 2/lambda_max(Theta_0) = "
+                  f"{limit:.6g} (its initial empirical NTK on x_train); use a smaller learning_rate",
+                  RuntimeWarning, stacklevel=3)
+
+
 # ----------------------------------------------------------------------------- one network
 def _train_one(params, x_train, y_train, x_test, eta, *, act, cw, cb, n_records, record_every,
                record_ntk):
@@ -148,6 +168,9 @@ def train_ensemble(key, x_train, y_train, x_test, *, n_ensemble, widths, activat
     step 0 included. x_train (P, n_0), y_train (P,) or (P, 1), x_test (M, n_0); one output.
     ``record_ntk``: also record the empirical NTK on x_train (the layer sum of :mod:`sft.networks`,
     equal to its ``empirical_ntk``). Returns a :class:`TrainedEnsemble`, ensemble axis first.
+    If a network's training loss becomes NaN/inf or ends above twice its initial value (learning rate
+    above the stability limit), a RuntimeWarning states the limit 2 / lambda_max of network 0's
+    initial empirical NTK on x_train.
 
     >>> r = train_ensemble(jax.random.key(0), np.eye(2), np.ones(2), np.ones((3, 2)), n_ensemble=4,
     ...                    widths=[16], activation="relu", C_W=2.0, C_b=0.1, learning_rate=0.5,
@@ -190,5 +213,6 @@ def train_ensemble(key, x_train, y_train, x_test, *, n_ensemble, widths, activat
         chunks.append(train(_nw._init_chunk(idx, key, sizes, dt), x_train, y_train, x_test, eta))
     out = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:S], *chunks)
     f_test, f_train, losses, theta = out if record_ntk else (*out[:3], None)
+    _warn_if_diverged(losses, key, sizes, dt, x_train, activation, cw, cb, lr)
     return TrainedEnsemble(np.arange(n_records) * record_every, f_test, f_train, losses, theta,
                            float(lr))

@@ -110,6 +110,23 @@ def test_rectangular_simulation_matches_theory():
     assert np.all(np.abs(_z(d["right"], right)) < Z_MAX)
 
 
+def test_jax_simulations_match_theory():
+    """JAX versions, smaller: Wigner n = 120, rectangular 100 x 200, 16 draws (keys 5, 6); wrong theory fails."""
+    import jax
+    thetas = np.array([3.0, 1.5])
+    d = pl.simulate_wigner_outliers_jax(120, thetas, 16, key=jax.random.key(5), batch=16)
+    lam, ov = pl.wigner_outlier(thetas)
+    assert np.all(np.abs(_z(d["eigenvalues"], lam)) < Z_MAX)
+    assert np.all(np.abs(_z(d["overlaps"], ov)) < Z_MAX)
+    assert np.max(np.abs(_z(d["eigenvalues"], pl.wigner_outlier(thetas * 1.1)[0]))) > Z_MAX
+    d = pl.simulate_rectangular_outliers_jax(100, 200, thetas, 16, key=jax.random.key(6), batch=16)
+    s, left, right = pl.rectangular_outlier(thetas, 0.5)
+    for k, pred in (("singular_values", s), ("left", left), ("right", right)):
+        assert np.all(np.abs(_z(d[k], pred)) < Z_MAX)
+    again = pl.simulate_rectangular_outliers_jax(100, 200, thetas, 16, key=jax.random.key(6), batch=16)
+    np.testing.assert_array_equal(again["singular_values"], d["singular_values"])
+
+
 def test_outlier_deviation_shrinks_like_inverse_sqrt_n():
     """Mean squared deviation of the outlier eigenvalue ~ 1/n: ln(MSD(100)/MSD(400)) = ln 4 +- sqrt(4/R).
 
