@@ -11,12 +11,12 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from . import (activations, conventions, criticality, cumulants, deep_linear, diagrams,  # noqa: E402
-               edgeworth, estimators, finite_width, gaussian, gaussian_equivalence, hermite, impurity, kernel_renormalization, kernels, networks,
+               edgeworth, estimators, finite_width, gaussian, gaussian_equivalence, gd_correction, hermite, impurity, kernel_renormalization, kernels, networks,
                ntk_fluctuations, planted, posterior_correction, predictors, report, residual_gp, sampling, schwinger_dyson, sparse_synapses, testing, training,
                wick)
 
 __all__ = ["activations", "conventions", "criticality", "cumulants", "deep_linear", "diagrams",
-           "edgeworth", "estimators", "finite_width", "gaussian", "gaussian_equivalence", "hermite",
+           "edgeworth", "estimators", "finite_width", "gaussian", "gaussian_equivalence", "gd_correction", "hermite",
            "impurity", "kernel_renormalization", "kernels", "networks",
            "ntk_fluctuations", "planted", "posterior_correction", "predictors", "report", "residual_gp", "sampling", "schwinger_dyson", "sparse_synapses", "testing", "training", "wick"]
 __version__ = "0.1.0"

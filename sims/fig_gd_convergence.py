@@ -19,6 +19,8 @@ Noise floors (dashed): their values for infinite-width networks with S samples, 
 and D_C^2 = sum_ij (C_ii C_jj + C_ij^2) / ((S - 1) ||C||_F^2) (Gaussian f, Wishart C_hat). Power law
 (line): weighted least squares of log D against log n using only widths with D > 3 x floor (the
 others are drawn hollow); the slope and its 1-sigma error (from the fit covariance) are in the legend.
+Theory coefficient (mean panel, solid black line): D_m = RMS_x(c_k) / n with c_k(x*) the 1/n correction of
+the ensemble mean, E_n f_k = m_k + c_k / n + O(1/n^2), from :func:`sft.gd_correction.gd_mean_correction`.
 Run ``python sims/fig_gd_convergence.py [--quick]`` or ``sft figures --only gd_convergence``.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from sft.estimators import jackknife
 from sft.figures import Figure, run_script
+from sft.gd_correction import gd_mean_correction
 from sft.kernels import nngp_and_ntk
 from sft.predictors import gd_stability_limit, ntk_gradient_descent
 from sft.training import train_ensemble
@@ -64,8 +67,10 @@ def theory(P, M, activation, C_W, C_b, n_steps, lr_fraction):
 def pieces(params):
     """One piece per width, each with its own seed."""
     keys = ("P", "M", "activation", "C_W", "C_b", "n_steps", "lr_fraction", "n_ensemble", "dtype")
-    return {f"n{w}": dict(width=w, seed=params["seed"] + j, **{k: params[k] for k in keys})
-            for j, w in enumerate(params["widths"])}
+    out = {f"n{w}": dict(width=w, seed=params["seed"] + j, **{k: params[k] for k in keys})
+           for j, w in enumerate(params["widths"])}
+    out["correction"] = {k: params[k] for k in keys[:7]}
+    return out
 
 
 def deviations(f, mean, cov):
@@ -74,10 +79,16 @@ def deviations(f, mean, cov):
     return np.array([np.sqrt(np.mean(d ** 2)), np.linalg.norm(np.cov(f.T) - cov) / np.linalg.norm(cov)])
 
 
-def compute(*, width, P, M, activation, C_W, C_b, n_steps, lr_fraction, n_ensemble, seed, dtype):
-    """Deviations of the trained ensemble from theory at step n_steps, jackknife errors, noise floors."""
+def compute(*, P, M, activation, C_W, C_b, n_steps, lr_fraction, width=None, n_ensemble=None, seed=None,
+            dtype=None):
+    """Deviations of the trained ensemble from theory at step n_steps, jackknife errors, noise floors;
+    without ``width``: the 1/n coefficient c_k(x*) of the mean (:mod:`sft.gd_correction`)."""
     mean, cov, T, eta = theory(P, M, activation, C_W, C_b, n_steps, lr_fraction)
     x_train, y, x_test = task_data(P, M)
+    if width is None:
+        c = gd_mean_correction(x_train, y, x_test, activation=activation, C_W=C_W, C_b=C_b,
+                               learning_rate=eta, n_steps=n_steps, record_every=n_steps)
+        return dict(c=c.correction[-1])
     r = train_ensemble(jax.random.key(seed), x_train, y, x_test, n_ensemble=n_ensemble, widths=[width],
                        activation=activation, C_W=C_W, C_b=C_b, learning_rate=eta, n_steps=n_steps,
                        record_every=n_steps, dtype=dtype)
@@ -138,6 +149,11 @@ def plot(results, params):
         else:
             ax.text(0.03, 0.03, "fewer than 2 widths above the floor: no fit", transform=ax.transAxes,
                     fontsize=9)
+        if i == 0 and "correction" in results:
+            nn = np.geomspace(n[0] / 1.2, n[-1] * 1.2, 50)
+            c_rms = np.sqrt(np.mean(results["correction"]["c"] ** 2))
+            ax.plot(nn, c_rms / nn, "-", color="k", lw=1.2,
+                    label=rf"theory RMS$_{{x^*}}(c_k)/n$, $c$ from the 1/n expansion")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(n, [f"{w:d}" for w in params["widths"]])
