@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from typing import NamedTuple
 
 import jax
@@ -69,7 +68,7 @@ import numpy as np
 
 from .activations import get_activation
 from .conventions import layer_constants
-from .training import _check_data, _check_int
+from .training import _check_data, _check_int, _check_schedule
 
 __all__ = ["GDCorrection", "gd_mean_correction", "population_correction"]
 
@@ -127,14 +126,7 @@ def _setup(x_train, y_train, x_test, activation, C_W, C_b, learning_rate, n_step
         raise ValueError(f"activation={activation!r} is not allowed: it has a kink at 0, so the dNTK and "
                          "ddNTK (sigma'', sigma''') are distributions; use a smooth activation")
     cw, cb = layer_constants(1, C_W, C_b)
-    lr = learning_rate
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"learning_rate={learning_rate!r} is not allowed: it must be a finite number > 0")
-    n_steps = _check_int("n_steps", n_steps, 0)
-    record_every = _check_int("record_every", record_every, 1)
-    if n_steps % record_every:
-        raise ValueError(f"n_steps={n_steps} is not allowed with record_every={record_every}: "
-                         "n_steps must be a multiple of record_every")
+    lr, n_steps, record_every = _check_schedule(learning_rate, n_steps, record_every)
     x = np.concatenate([x_train, x_test])
     d = x.shape[1]
     phi = np.concatenate([math.sqrt(cw[0] / d) * x, np.full((len(x), 1), math.sqrt(cb[0]))], 1)

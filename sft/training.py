@@ -71,6 +71,19 @@ def _check_int(name, value, lo) -> int:
     return int(value)
 
 
+def _check_schedule(learning_rate, n_steps, record_every):
+    """(learning_rate, n_steps, record_every) validated: eta > 0 finite, n_steps >= 0, record_every >= 1 dividing it."""
+    lr = learning_rate
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) or lr <= 0:
+        raise ValueError(f"learning_rate={learning_rate!r} is not allowed: it must be a finite number > 0")
+    n_steps = _check_int("n_steps", n_steps, 0)
+    record_every = _check_int("record_every", record_every, 1)
+    if n_steps % record_every:
+        raise ValueError(f"n_steps={n_steps} is not allowed with record_every={record_every}: "
+                         "n_steps must be a multiple of record_every")
+    return lr, n_steps, record_every
+
+
 def _check_array(name, a, ndim_allowed, dtype):
     a = np.asarray(a, dtype=np.float64)
     if a.ndim not in ndim_allowed or a.shape[0] < 1 or (a.ndim == 2 and a.shape[1] < 1):
@@ -183,14 +196,7 @@ def train_ensemble(key, x_train, y_train, x_test, *, n_ensemble, widths, activat
     get_activation(activation)
     cw, cb = (tuple(map(float, c)) for c in layer_constants(len(widths), C_W, C_b))
     dt = _nw._check_dtype(dtype)
-    lr = learning_rate
-    if (isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not np.isfinite(lr) or lr <= 0):
-        raise ValueError(f"learning_rate={learning_rate!r} is not allowed: it must be a finite number > 0")
-    n_steps = _check_int("n_steps", n_steps, 0)
-    record_every = _check_int("record_every", record_every, 1)
-    if n_steps % record_every:
-        raise ValueError(f"n_steps={n_steps} is not allowed with record_every={record_every}: "
-                         "n_steps must be a multiple of record_every")
+    lr, n_steps, record_every = _check_schedule(learning_rate, n_steps, record_every)
     chunk = None if chunk_size is None else _check_int("chunk_size", chunk_size, 1)
     if not isinstance(record_ntk, bool):
         raise ValueError(f"record_ntk={record_ntk!r} is not allowed: use True or False")
