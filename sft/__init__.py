@@ -2,8 +2,10 @@
 
 Tiers (depending one way): numerics (``gaussian``, ``estimators``, ``cumulants``, ``hermite``,
 ``wick``) -> physics objects (``activations``, ``kernels``, ``criticality``, ``finite_width``,
-``ntk_fluctuations``, ``deep_linear``, ``edgeworth``, ``diagrams``, ``predictors``) -> workflows
-(``networks``, ``training``, ``sampling``, ``report``, ``figures``, ``cli``). ``testing`` holds independent references.
+``ntk_fluctuations``, ``deep_linear``, ``edgeworth``, ``diagrams``, ``schwinger_dyson``, ``predictors``,
+``posterior_correction``, ``gd_correction``, ``kernel_renormalization``, ``impurity``, ``planted``,
+``gaussian_equivalence``, ``sparse_synapses``) -> workflows (``networks``, ``training``, ``sampling``,
+``residual_gp``, ``report``, ``figures``, ``cli``). ``testing`` holds independent references.
 Conventions: ``sft.conventions`` (stated once, used everywhere).
 """
 import jax
