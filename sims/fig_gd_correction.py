@@ -33,7 +33,7 @@ from sft.predictors import gd_stability_limit, ntk_gradient_descent
 from sft.training import train_ensemble
 
 TASK = dict(P=6, M=25, activation="erf", C_W=1.5, C_b=0.1, n_steps=200, lr_fraction=0.5)
-QUICK = dict(widths=[64, 256], n_ensemble=1024, n_nodes=[16, 96], M_theory=25, seed=0, dtype="float64",
+QUICK = dict(widths=[64, 256], n_ensemble=1024, n_nodes=[32, 96], M_theory=25, seed=0, dtype="float64",
              **TASK)
 FULL = dict(widths=[32, 64, 128, 256, 512], n_ensemble=2048, n_nodes=[32, 96], M_theory=49, seed=0,
             dtype="float64", **TASK)
