@@ -21,6 +21,9 @@ Run ``python sims/fig_gd_correction.py [--quick]`` or
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import jax
 import matplotlib.figure
 import numpy as np
@@ -32,18 +35,14 @@ from sft.kernels import nngp_and_ntk
 from sft.predictors import gd_stability_limit, ntk_gradient_descent
 from sft.training import train_ensemble
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fig_gd_convergence import task_data  # noqa: E402  (the same regression task)
+
 TASK = dict(P=6, M=25, activation="erf", C_W=1.5, C_b=0.1, n_steps=200, lr_fraction=0.5)
 QUICK = dict(widths=[64, 256], n_ensemble=1024, n_nodes=[32, 96], M_theory=25, seed=0, dtype="float64",
              **TASK)
 FULL = dict(widths=[32, 64, 128, 256, 512], n_ensemble=2048, n_nodes=[32, 96], M_theory=49, seed=0,
             dtype="float64", **TASK)
-
-
-def task_data(P, M):
-    """x_train (P, 2), y_train (P,), x_test (M, 2): points x embedded as (x, 1), labels sin(x)."""
-    xs, xt = np.linspace(-2.0, 2.0, P), np.linspace(-2.4, 2.4, M)
-    embed = lambda x: np.stack([x, np.ones_like(x)], axis=1)
-    return embed(xs), np.sin(xs), embed(xt)
 
 
 def linear_map(P, M, activation, C_W, C_b, n_steps, lr_fraction):

@@ -31,7 +31,8 @@ Usage (repository root):
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -40,24 +41,8 @@ import numpy as np
 import sft  # noqa: F401  (enables float64)
 from sft.training import train_ensemble
 
-
-def best_time(fn, repeats):
-    """Minimum wall time of ``fn()`` (blocked until ready) over ``repeats`` runs after one warm-up."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def matmul_gflops(p, width, dtype, repeats):
-    """GFLOP/s of one (p, n) @ (n, n) product per call."""
-    a = jnp.asarray(np.random.default_rng(0).normal(size=(p, width)), dtype)
-    b = jnp.asarray(np.random.default_rng(1).normal(size=(width, width)), dtype)
-    f = jax.jit(jnp.dot)
-    return 2 * p * width ** 2 / best_time(lambda: f(a, b), repeats) / 1e9
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ensemble import best_time, matmul_gflops  # noqa: E402  (same timing and reference as there)
 
 
 def chained_gflops(batch, p, width, n_products, dtype, repeats):
