@@ -1,9 +1,9 @@
-"""Symbolic derivations behind sft.criticality (sympy; run: ``python derivations/criticality_exponents.py``).
+"""Symbolic derivations behind sft.kernels.criticality (sympy; run: ``python derivations/criticality_exponents.py``).
 
 Writes derivations/out/criticality_exponents.json. Derived here (PDLT = Roberts, Yaida & Hanin 2022, ch. 5):
 
 1. Gaussian smoothing series: <f(u)>_K = sum_n f^(2n)(0) K^n / (2^n n!) for u ~ N(0, K) (from
-   <u^(2m)>_K = (2m-1)!! K^m). sft.criticality.small_K_expansion evaluates it with jax autodiff.
+   <u^(2m)>_K = (2m-1)!! K^m). sft.kernels.small_K_expansion evaluates it with jax autodiff.
 2. K*=0 class. With sigma(z) = sum_p sigma_p z^p / p! (PDLT's convention: sigma_p = sigma^(p)(0)),
    sigma_0 = 0, C_b = 0, C_W = 1/sigma_1^2, the recursion K' = C_W <sigma^2>_K reads
        K' = K + a1 K^2 + a2 K^3 + O(K^4),   a1 = sigma_3/sigma_1 + (3/4)(sigma_2/sigma_1)^2  (PDLT sec. 5.3.3),

@@ -1,7 +1,7 @@
 """Edgeworth density of a standardized iid sum to order n^{-2}, derived from the characteristic function.
 
 Run from the repository root: ``python -m derivations.edgeworth``; writes derivations/out/edgeworth.md.
-tests/test_derivations_symbolic.py asserts that :func:`sft.edgeworth.edgeworth_polynomials` equals
+tests/test_derivations_symbolic.py asserts that :func:`sft.symbolic.edgeworth_polynomials` equals
 the p_j(x) derived here (exact sympy equality, j = 1..4).
 
 Derivation (Hall, *The Bootstrap and Edgeworth Expansion* (1992) sec. 2.2; Petrov 1975 ch. VI), done

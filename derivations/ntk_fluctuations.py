@@ -1,8 +1,8 @@
-"""Symbolic checks of the single-input NTK-fluctuation recursion of sft.ntk_fluctuations (sympy).
+"""Symbolic checks of the single-input NTK-fluctuation recursion of sft.finite.ntk_variance (sympy).
 
 Run from the repository root: ``python -m derivations.ntk_fluctuations``; writes
 derivations/out/ntk_fluctuations.md. The recursion itself is derived in the docstring of
-:mod:`sft.ntk_fluctuations` (PDLT = Roberts, Yaida & Hanin 2022, ch. 8, in NTK parameterization,
+:mod:`sft.finite.ntk_variance` (PDLT = Roberts, Yaida & Hanin 2022, ch. 8, in NTK parameterization,
 per-layer widths). Here:
 
 1. Wick step. For omega (2 x m) i.i.d. N(0, 1) and a symmetric m x m matrix M, the covariance of
@@ -11,11 +11,11 @@ per-layer widths). Here:
 2. Projection step. E[omega M omega^T | y = omega.e] = tr M + (e^T M e)(y^2 - 1) for a unit vector e,
    the source of the F term (checked for m = 3 with e = (1, 0, 0)).
 3. Exact deep-linear law. From the representation Theta = K1 sum_l prod_{m<l} F_m prod_{m>l} R_m with
-   n_m F_m = g_m^2 + P_m, n_{m-1} R_m = g_m^2 + Q_m (sft.ntk_fluctuations.deep_linear_ntk_second_moment),
+   n_m F_m = g_m^2 + P_m, n_{m-1} R_m = g_m^2 + Q_m (sft.finite.deep_linear_ntk_second_moment),
    E[Theta^2] is computed for L = 1, 2, 3 with symbolic widths from the moments of the independent
    g ~ N(0,1), P ~ chi^2_{n_m - 1}, Q ~ chi^2_{n_{m-1} - 1}; it equals the library's closed form, and
    its O(1/n) part equals the linear-sigma recursion (A + 2B)/(n_L Theta^2) with ratios r_l = n_l/n_{l-1}.
-4. Multi-input Wick step (sft.ntk_fluctuations.ntk_fluctuations_multi). For two input pairs the
+4. Multi-input Wick step (sft.finite.ntk_fluctuations_multi). For two input pairs the
    matrices M^(12), M^(34) (M^(ab)_km = sigma'_ka sigma'_mb Theta_km;ab) are not symmetric; with
    T^(ab) = omega M^(ab) omega^T: Cov(T^(12)_{i1i2}, T^(34)_{i3i4}) = d13 d24 sum_km M^(12)_km M^(34)_km
    + d14 d23 sum_km M^(12)_km M^(34)_mk, the origin of the pairings B_{(a1a3)(a2a4)}, B_{(a1a4)(a2a3)}
@@ -151,7 +151,7 @@ def linear_recursion_first_order(L, n):
 
 def check_deep_linear(L):
     """(exact relative variance, first order agrees, library closed form agrees at sample widths)."""
-    from sft.ntk_fluctuations import deep_linear_ntk_second_moment
+    from sft.finite import deep_linear_ntk_second_moment
     m2, m1, n = deep_linear_second_moment(L)
     rel = sp.simplify(m2 / m1 ** 2 - 1)
     eps = sp.Symbol("epsilon", positive=True)
@@ -176,7 +176,7 @@ def main():
         lines += [f"## Deep linear, L = {L}", "",
                   f"E[Theta]/K1 = {m1}; Var(Theta)/E[Theta]^2 = ${sp.latex(sp.factor(rel))}$", "",
                   f"- O(1/n) part equals the linear recursion (A + 2B)/(n_L Theta^2), E[Theta] = (L+1) K1: {first_ok}",
-                  f"- equals sft.ntk_fluctuations.deep_linear_ntk_second_moment at widths (3, 7, 5)[:L]: {lib_ok}", ""]
+                  f"- equals sft.finite.deep_linear_ntk_second_moment at widths (3, 7, 5)[:L]: {lib_ok}", ""]
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     return lines

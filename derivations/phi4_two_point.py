@@ -2,7 +2,7 @@
 
 Run from the repository root: ``python -m derivations.phi4_two_point``; writes
 derivations/out/phi4_two_point.md. tests/test_derivations_symbolic.py asserts that the diagram sum of
-:func:`sft.diagrams.one_component_series` (and :func:`sft.schwinger_dyson.moment_series`) equals the
+:func:`sft.symbolic.one_component_series` (and :func:`sft.symbolic.moment_series`) equals the
 series derived here.
 
 Theory: S(x) = x^2/2 + lambda x^4/4!, <f> = int f e^{-S} / int e^{-S}.
@@ -15,7 +15,7 @@ Derivation (Zee, *QFT in a Nutshell* ch. I.7, the "baby problem"):
 2. Gaussian moments E[x^m] = int x^m e^{-x^2/2} dx / sqrt(2 pi), computed here by sympy integration.
 3. <x^2> = (Z <x^2>/Z_0) / (Z/Z_0), expanded by sympy as a series in lambda to lambda^3.
 
-The diagrams (connected, two external legs, k quartic vertices; from :func:`sft.diagrams.diagrams`)
+The diagrams (connected, two external legs, k quartic vertices; from :func:`sft.symbolic.feynman`)
 each contribute (-lambda)^k / S_G (propagator 1); their sum at each order must equal the derived
 coefficient (for phi^4 every diagram of <x^2> without vacuum bubbles is connected, since a component
 with one external leg would have an odd number of half-edges).
@@ -26,7 +26,7 @@ import pathlib
 
 import sympy as sp
 
-from sft.diagrams import diagrams
+from sft.symbolic import diagrams  # the generator function
 
 ORDER = 3
 lam = sp.Symbol("lambda", positive=True)
@@ -66,7 +66,7 @@ def main():
              + ", ".join(str(gaussian_moment(m)) for m in range(0, 4 * ORDER + 3, 2)) + ".", "",
              f"$$\\langle x^2\\rangle = {sp.latex(series)} + O(\\lambda^4)$$", "",
              "Diagrams (two external legs 0, 1; internal vertices 2, ..; propagator 1; from "
-             "`sft.diagrams.diagrams(2, k, kind='connected')`):", "",
+             "`sft.symbolic.diagrams(2, k, kind='connected')`):", "",
              "| order $k$ | $S_G$ | $1/S_G$ | value | edges |", "|---|---|---|---|---|"]
     for k, S, edges, value in table:
         lines.append(f"| {k} | {S} | {sp.Rational(1, S)} | ${sp.latex(value)}$ | {list(edges)} |")

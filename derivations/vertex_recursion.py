@@ -1,7 +1,7 @@
 """Symbolic derivation of the single-input finite-width recursions (sympy).
 
 Run from the repository root: ``python -m derivations.vertex_recursion``; writes
-derivations/out/vertex_recursion.md. tests/test_finite_width.py asserts that sft.finite_width's
+derivations/out/vertex_recursion.md. tests/test_finite_width.py asserts that sft.finite.vertex's
 one-layer map equals the recursion derived here (symbolically for polynomial activations, numerically
 for ReLU and erf with independent closed forms / mpmath quadrature).
 

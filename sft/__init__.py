@@ -1,24 +1,24 @@
 """sft: statistical field theory of wide neural networks.
 
-Tiers (depending one way): numerics (``gaussian``, ``estimators``, ``cumulants``, ``hermite``,
-``wick``) -> physics objects (``activations``, ``kernels``, ``criticality``, ``finite_width``,
-``ntk_fluctuations``, ``deep_linear``, ``edgeworth``, ``diagrams``, ``schwinger_dyson``, ``predictors``,
-``posterior_correction``, ``gd_correction``, ``kernel_renormalization``, ``impurity``, ``planted``,
-``gaussian_equivalence``, ``sparse_synapses``) -> workflows (``networks``, ``training``, ``sampling``,
-``residual_gp``, ``report``, ``figures``, ``cli``). ``testing`` holds independent references.
-Conventions: ``sft.conventions`` (stated once, used everywhere).
+Subpackages, in tiers that depend one way (numerics -> physics -> workflows):
+
+- ``sft.gaussian``  Gaussian expectations, Hermite series and tensors, independent references
+- ``sft.kernels``   activations, infinite-width NNGP/NTK recursions, criticality
+- ``sft.finite``    finite-width statistics: vertices, kernel shifts, NTK fluctuations, exact deep-linear laws
+- ``sft.symbolic``  cumulants, Wick contractions, Edgeworth expansions, Feynman diagrams (sympy)
+- ``sft.predict``   Gaussian predictors and their finite-width corrections, kernel renormalization
+- ``sft.circuits``  impurities in a renormalized Gaussian background, planted circuits, residual GPs
+- ``sft.sim``       JAX ensembles, training, posterior samplers, estimators with error bars
+- ``sft.workflow``  figures registry and cache, reports, command line
+
+Conventions are stated once in :mod:`sft.conventions`. Subpackages load lazily on first use.
 """
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from . import (activations, conventions, criticality, cumulants, deep_linear, diagrams,  # noqa: E402
-               edgeworth, estimators, finite_width, gaussian, gaussian_equivalence, gd_correction, hermite, impurity, kernel_renormalization, kernels, networks,
-               ntk_fluctuations, planted, posterior_correction, predictors, report, residual_gp, sampling, schwinger_dyson, sparse_synapses, testing, training,
-               wick)
+from ._lazy import attach  # noqa: E402
 
-__all__ = ["activations", "conventions", "criticality", "cumulants", "deep_linear", "diagrams",
-           "edgeworth", "estimators", "finite_width", "gaussian", "gaussian_equivalence", "gd_correction", "hermite",
-           "impurity", "kernel_renormalization", "kernels", "networks",
-           "ntk_fluctuations", "planted", "posterior_correction", "predictors", "report", "residual_gp", "sampling", "schwinger_dyson", "sparse_synapses", "testing", "training", "wick"]
 __version__ = "0.1.0"
+_SUBPACKAGES = ["conventions", "gaussian", "kernels", "finite", "symbolic", "predict", "circuits", "sim", "workflow"]
+__getattr__, __dir__, __all__ = attach(__name__, {name: [] for name in _SUBPACKAGES})

@@ -1,4 +1,4 @@
-"""``python -m sft ...``: the command line of :mod:`sft.cli`."""
-from .cli import main
+"""``python -m sft ...``: the command line of :mod:`sft.workflow.cli`."""
+from .workflow.cli import main
 
 raise SystemExit(main())

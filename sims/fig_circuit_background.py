@@ -1,6 +1,6 @@
 """Figure circuit_background: a random-feature background conditioned on the circuits' inputs.
 
-Model (sft.gaussian_equivalence, issue 6 item 4): f(x) = sum_k b_k sigma(u_k . x) + f_bg(x),
+Model (sft.circuits.gaussian_equivalence, issue 6 item 4): f(x) = sum_k b_k sigma(u_k . x) + f_bg(x),
 f_bg(x) = N^{-1/2} sum_i a_i tanh(w_i . x), N = 16, a_i ~ N(a_mean = 0.5, 1), d = 32, circuits u_k = e_k.
 Three backgrounds, columns of the figure:
     untilted:      w_i ~ N(0, I/d)                 (f_bg feels s only through |x|)
@@ -11,13 +11,13 @@ Inputs: x = U s + x_perp, x_perp uniform on the sphere of radius sqrt(d - K) in 
 (so q_perp = |x_perp|^2 / d is the same for every input and the theory at fixed s is exact, not a bin average).
 
 Theory (lines): exact conditional moments over the background weights, E[f_bg | s] and Var[f_bg | s]
-(:func:`sft.gaussian_equivalence.background_moments_multi`, 1-d quadrature per tilt row); dotted: the
+(:func:`sft.circuits.background_moments_multi`, 1-d quadrature per tilt row); dotted: the
 multivariate Mehler series truncated at total degree < 30 (:func:`background_moments_hermite_multi`), an
 independent method; dashed: the Gaussian-equivalence model sigma -> mu0 + mu1 z + mu* xi with z | s ~
 N(rho . s, 1 - |rho|^2), i.e. mean sqrt(N) a_mean (mu0 + mu1 rho . s) and second moment
 (mu0 + mu1 rho . s)^2 + mu1^2 (1 - |rho|^2) + mu*^2 (linear polarization only).
 Simulation (points): at each s, P inputs with FRESH background weights and readouts (JAX,
-:func:`sft.gaussian_equivalence.simulate_background`, float64); sample mean +- standard error and sample
+:func:`sft.circuits.simulate_background`, float64); sample mean +- standard error and sample
 variance +- standard error (std of (f - mean)^2 / sqrt P).
 Run ``python sims/fig_circuit_background.py [--quick]`` or ``sft figures --only circuit_background``.
 """
@@ -27,8 +27,8 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from sft.figures import Figure, run_script
-from sft.gaussian_equivalence import (background_moments_hermite_multi, background_moments_multi,
+from sft.workflow import Figure, run_script
+from sft.circuits import (background_moments_hermite_multi, background_moments_multi,
                                       equivalence_constants, simulate_background)
 
 MODEL = dict(activation="tanh", d=32, width=16, beta=1.2, a_mean=0.5, a_var=1.0, s2_values=[0.0, 1.0, 2.0])

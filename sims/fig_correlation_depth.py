@@ -4,7 +4,7 @@ criticality, infinite-width theory against finite-width ensembles.
     rho^(l) = K^(l)_12 / sqrt(K^(l)_11 K^(l)_22),   l = 1 .. depth + 1   (layer depth+1: the readout).
 
 Theory (lines): K^(l) from :func:`sft.kernels.nngp` (PDLT eq. (4.118)). Simulation (points): for
-each network s the stochastic metric G_s^(l) of :func:`sft.networks.layer_kernels`, whose ensemble
+each network s the stochastic metric G_s^(l) of :func:`sft.sim.layer_kernels`, whose ensemble
 mean is exactly E[z^(l) z^(l)] at width n; rho is the ratio estimator
 rho_hat = mean_s G_12 / sqrt(mean_s G_11 mean_s G_22), with a delete-one jackknife error bar.
 Finite-width means differ from K^(l) by O(l/n) (PDLT ch. 5), hence two widths.
@@ -26,10 +26,10 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from sft.estimators import jackknife
-from sft.figures import Figure, run_script
+from sft.sim import jackknife
+from sft.workflow import Figure, run_script
 from sft.kernels import nngp
-from sft.networks import layer_kernels
+from sft.sim import layer_kernels
 
 #: label -> (activation, C_W, C_b, regime); the regimes are those of the module docstring.
 SETTINGS = {
@@ -60,7 +60,7 @@ def ratio_one_minus_correlation(G):
     """Ratio estimate of 1 - rho from an ensemble G (S, ..., 2, 2), with its delete-one jackknife error.
 
     theta = f(mean_s G) with f = :func:`one_minus_correlation`; error from
-    :func:`sft.estimators.jackknife` with one block per network (Efron & Tibshirani 1993, eq. 11.5).
+    :func:`sft.sim.jackknife` with one block per network (Efron & Tibshirani 1993, eq. 11.5).
     """
     return jackknife(lambda g: one_minus_correlation(g.mean(axis=0)), G, n_blocks=G.shape[0])
 

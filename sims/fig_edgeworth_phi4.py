@@ -1,15 +1,15 @@
 """Figure edgeworth_phi4: two expansions about a Gaussian against exact answers.
 
 Left: the Edgeworth density of the standardized sum S_n = (sum_i X_i - n)/sqrt(n) of n iid Exp(1)
-variables, truncated at orders 0..4 in n^{-1/2} (:func:`sft.edgeworth.edgeworth_density`, standardized
-cumulants lambda_r = (r-1)!, turned into numpy by :func:`sft.edgeworth.to_numeric`), against the exact
+variables, truncated at orders 0..4 in n^{-1/2} (:func:`sft.symbolic.edgeworth_density`, standardized
+cumulants lambda_r = (r-1)!, turned into numpy by :func:`sft.symbolic.to_numeric`), against the exact
 density sqrt(n) Gamma(n, 1).pdf(n + sqrt(n) x) (scipy). Top: the densities; bottom: the absolute error
 on a log scale (the error at order j is O(n^{-(j+1)/2}); the truncated densities go negative in the
 left tail, where the error curves cross |f| itself).
 
 Right: phi^4 theory S = x^2/2 + lambda x^4/4!, <x^2> = sum_k a_k lambda^k (a_k exact rationals from the
-Schwinger-Dyson recursion :func:`sft.schwinger_dyson.moment_series`, equal to the diagram sum of
-:mod:`sft.diagrams`), partial sums S_K = sum_{k<=K} a_k lambda^k against the exact ratio of integrals
+Schwinger-Dyson recursion :func:`sft.symbolic.moment_series`, equal to the diagram sum of
+:mod:`sft.symbolic.feynman`), partial sums S_K = sum_{k<=K} a_k lambda^k against the exact ratio of integrals
 (scipy.integrate.quad, relative tolerance 1e-13). The series is asymptotic: |a_k| grows like
 (2/3)^k k!, so the terms shrink until k ~ 3/(2 lambda) and then grow; the error of S_K first falls,
 is smallest near K ~ 3/(2 lambda) (optimal truncation, error ~ e^{-3/(2 lambda)}), then diverges.
@@ -26,9 +26,9 @@ import numpy as np
 import scipy.integrate
 import scipy.stats
 
-from sft.edgeworth import EPS, X, edgeworth_density, to_numeric
-from sft.figures import Figure, run_script
-from sft.schwinger_dyson import moment_series
+from sft.symbolic import EPS, X, edgeworth_density, to_numeric
+from sft.workflow import Figure, run_script
+from sft.symbolic import moment_series
 
 QUICK = dict(n=10, orders=[0, 1, 2, 3, 4], x_min=-3.0, x_max=5.0, n_x=400, lambdas=[0.1, 0.2, 0.4],
              max_order=30, dtype="float64")

@@ -5,11 +5,11 @@ Task: 1-D regression, P = 6 training points x_a in [-2, 2] with y_a = sin(x_a), 
 [-2.4, 2.4]; inputs embedded in d = 2 as (x, 1) (the constant coordinate acts as an input bias). One
 hidden layer (erf, C_W = 1.5, C_b = 0.1 in every layer), NTK parameterization, float64; full-batch
 gradient descent on L = 1/2 sum_a (f(x_a) - y_a)^2 with eta = 0.5 * 2 / lambda_max(Theta_train) (half
-the infinite-width stability limit, :func:`sft.predictors.gd_stability_limit`), k = 200 steps.
+the infinite-width stability limit, :func:`sft.predict.gd_stability_limit`), k = 200 steps.
 
-Theory: :func:`sft.predictors.ntk_gradient_descent` (mean m and covariance C over initializations of
+Theory: :func:`sft.predict.ntk_gradient_descent` (mean m and covariance C over initializations of
 the linearized infinite-width network after k steps; kernels from :func:`sft.kernels.nngp_and_ntk`).
-Simulation: S networks per width trained by :func:`sft.training.train_ensemble`; test predictions at
+Simulation: S networks per width trained by :func:`sft.sim.train_ensemble`; test predictions at
 step k give the ensemble mean m_hat and covariance C_hat (unbiased, 1/(S-1)).
 
 Plotted (points, delete-a-block jackknife over networks, 20 blocks, 1 sigma):
@@ -20,7 +20,7 @@ and D_C^2 = sum_ij (C_ii C_jj + C_ij^2) / ((S - 1) ||C||_F^2) (Gaussian f, Wisha
 (line): weighted least squares of log D against log n using only widths with D > 3 x floor (the
 others are drawn hollow); the slope and its 1-sigma error (from the fit covariance) are in the legend.
 Theory coefficient (mean panel, solid black line): D_m = RMS_x(c_k) / n with c_k(x*) the 1/n correction of
-the ensemble mean, E_n f_k = m_k + c_k / n + O(1/n^2), from :func:`sft.gd_correction.gd_mean_correction`.
+the ensemble mean, E_n f_k = m_k + c_k / n + O(1/n^2), from :func:`sft.predict.gd_mean_correction`.
 Run ``python sims/fig_gd_convergence.py [--quick]`` or ``sft figures --only gd_convergence``.
 """
 from __future__ import annotations
@@ -29,12 +29,12 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from sft.estimators import jackknife
-from sft.figures import Figure, run_script
-from sft.gd_correction import gd_mean_correction
+from sft.sim import jackknife
+from sft.workflow import Figure, run_script
+from sft.predict import gd_mean_correction
 from sft.kernels import nngp_and_ntk
-from sft.predictors import gd_stability_limit, ntk_gradient_descent
-from sft.training import train_ensemble
+from sft.predict import gd_stability_limit, ntk_gradient_descent
+from sft.sim import train_ensemble
 
 TASK = dict(P=6, M=20, activation="erf", C_W=1.5, C_b=0.1, n_steps=200, lr_fraction=0.5)
 QUICK = dict(widths=[32, 64, 128], n_ensemble=512, seed=0, dtype="float64", **TASK)
@@ -82,7 +82,7 @@ def deviations(f, mean, cov):
 def compute(*, P, M, activation, C_W, C_b, n_steps, lr_fraction, width=None, n_ensemble=None, seed=None,
             dtype=None):
     """Deviations of the trained ensemble from theory at step n_steps, jackknife errors, noise floors;
-    without ``width``: the 1/n coefficient c_k(x*) of the mean (:mod:`sft.gd_correction`)."""
+    without ``width``: the 1/n coefficient c_k(x*) of the mean (:mod:`sft.predict.gd_correction`)."""
     mean, cov, T, eta = theory(P, M, activation, C_W, C_b, n_steps, lr_fraction)
     x_train, y, x_test = task_data(P, M)
     if width is None:

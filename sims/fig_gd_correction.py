@@ -1,12 +1,12 @@
 """Figure gd_correction: the 1/n correction to the mean prediction of gradient-descent ensembles,
-theory (:func:`sft.gd_correction.gd_mean_correction`) against trained finite-width networks.
+theory (:func:`sft.predict.gd_mean_correction`) against trained finite-width networks.
 
 Task (as figure gd_convergence): 1-D regression, P = 6 training points x_a in [-2, 2], y_a = sin(x_a),
 M = 25 test points in [-2.4, 2.4], inputs embedded as (x, 1); one hidden layer (erf, C_W = 1.5,
 C_b = 0.1), NTK parameterization, float64; k = 200 full-batch GD steps with eta = 0.5 x 2/lambda_max
 (half the infinite-width stability limit). Theory: E_n[f_k(x*)] = m_k(x*) + c_k(x*)/n + O(1/n^2).
 
-Simulation: S networks per width (:func:`sft.training.train_ensemble`). Each network's deviation is
+Simulation: S networks per width (:func:`sft.sim.train_ensemble`). Each network's deviation is
 measured against its own infinite-width linearized prediction f_lin = f_0(x*) + T (y - f_0(X))
 (T y = m_k, so E f_lin = m_k exactly at every width): D = f_k(x*) - f_lin, E D = E f_k - m_k, with
 a much smaller variance than f_k itself. Error bars: 1 sigma, delete-a-block jackknife (20 blocks).
@@ -28,12 +28,12 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from sft.estimators import jackknife
-from sft.figures import Figure, run_script
-from sft.gd_correction import gd_mean_correction
+from sft.sim import jackknife
+from sft.workflow import Figure, run_script
+from sft.predict import gd_mean_correction
 from sft.kernels import nngp_and_ntk
-from sft.predictors import gd_stability_limit, ntk_gradient_descent
-from sft.training import train_ensemble
+from sft.predict import gd_stability_limit, ntk_gradient_descent
+from sft.sim import train_ensemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fig_gd_convergence import task_data  # noqa: E402  (the same regression task)
@@ -46,7 +46,7 @@ FULL = dict(widths=[32, 64, 128, 256, 512], n_ensemble=2048, n_nodes=[32, 96], M
 
 
 def linear_map(P, M, activation, C_W, C_b, n_steps, lr_fraction):
-    """(T (M, P) with m_k = T y, eta) of the infinite-width network (sft.kernels, sft.predictors)."""
+    """(T (M, P) with m_k = T y, eta) of the infinite-width network (sft.kernels.recursion, sft.predict.infinite_width)."""
     x_train, _, x_test = task_data(P, M)
     kw = dict(depth=1, activation=activation, C_W=C_W, C_b=C_b)
     K_tr, T_tr = nngp_and_ntk(x_train, **kw)

@@ -1,17 +1,17 @@
 """Figure impurity_alloy: the disorder-averaged propagator of a dilute random alloy on a tight-binding
 ring, Monte Carlo over disorder against Born, self-consistent Born, average T-matrix (ATA) and CPA.
 
-Model (sft.impurity): ring of L sites, hopping t = 1, H = -sum_i (|i><i+1| + h.c.) + sum_i V_i |i><i|,
+Model (sft.circuits.impurity): ring of L sites, hopping t = 1, H = -sum_i (|i><i+1| + h.c.) + sum_i V_i |i><i|,
 V_i = V with probability c (else 0), V = 4 (strong: the single impurity binds a state at
 E_b = sqrt(V^2 + 4) = 4.47, outside the band [-2, 2]). z = E + i eta, eta = 0.1 (retarded).
 Quantity: the averaged local Green's function G_loc(z) = <G_ii(z)>, shown as the local density of
 states rho(E) = -Im G_loc / pi (panels a, b) and as the distance |G_method - G_MC| at one energy (c).
 
 Theory (lines): G_loc = g(z - Sigma) with the ring's clean local g and Sigma from
-:func:`sft.impurity.alloy_self_energy`: Born Sigma = c V; SCBA Sigma = c V + c(1 - c) V^2 g(z - Sigma);
+:func:`sft.circuits.alloy_self_energy`: Born Sigma = c V; SCBA Sigma = c V + c(1 - c) V^2 g(z - Sigma);
 ATA Sigma = <t> / (1 + <t> g), <t> = c V / (1 - V g) (exact single-impurity T-matrix, to O(c));
 CPA (Soven 1967) <t_i> = 0 self-consistently. CPA - ATA = O(c^2) (Elliott, Krumhansl & Leath 1974).
-Simulation (points): :func:`sft.impurity.alloy_local_green_mc` (JAX, float64; exact G_ii from one
+Simulation (points): :func:`sft.circuits.alloy_local_green_mc` (JAX, float64; exact G_ii from one
 eigendecomposition per realization, site-averaged), mean +- standard error over realizations (1 sigma).
 Run ``python sims/fig_impurity_alloy.py [--quick]`` or ``sft figures --only impurity_alloy``.
 """
@@ -21,8 +21,8 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from sft.figures import Figure, run_script
-from sft.impurity import alloy_local_green, alloy_local_green_mc
+from sft.workflow import Figure, run_script
+from sft.circuits import alloy_local_green, alloy_local_green_mc
 
 METHODS = ("born", "scba", "ata", "cpa")
 LABELS = dict(born="first Born", scba="self-consistent Born", ata="average T-matrix (ATA)", cpa="CPA")

@@ -10,11 +10,11 @@ Plotted against alpha (log axis):
   left:  the kernel scale U (renormalized kernel = U K, K the linear NNGP kernel); for BPKR the
          saddle point U* = prod_l u_l, for the sampler and the exact posterior E[U | y];
   right: the generalization error E_g = (1/M) sum_m E[(f(x_m) - y_m)^2 | data] (bias^2 + variance).
-Lines: BPKR (:func:`sft.kernel_renormalization.bpkr_posterior`, N -> inf at fixed alpha); thin
+Lines: BPKR (:func:`sft.predict.bpkr_posterior`, N -> inf at fixed alpha); thin
 dotted: exact finite-N posterior (:func:`exact_posterior`, quadrature over U; differs from BPKR by
 O(1/N)); dashed grey: the NNGP (alpha -> 0, U = 1). Points: blocked-Gibbs sampling of the finite
 network (:func:`gibbs_sample`, float64), chains x sweeps after burn-in, 1 sigma error bars from the
-effective sample size (:func:`sft.sampling.effective_sample_size`).
+effective sample size (:func:`sft.sim.effective_sample_size`).
 Run ``python sims/fig_kernel_renormalization.py [--quick]`` or ``sft figures --only kernel_renormalization``.
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from sft.figures import Figure, run_script
-from sft.kernel_renormalization import bpkr_posterior, exact_posterior, gibbs_sample
-from sft.sampling import effective_sample_size
+from sft.workflow import Figure, run_script
+from sft.predict import bpkr_posterior, exact_posterior, gibbs_sample
+from sft.sim import effective_sample_size
 
 TASK = dict(temperature=0.5, scale=2.0, depths=[1, 2], data_seed=0, dtype="float64")
 QUICK = dict(P=40, M=20, widths=[10, 20, 40], n_chains=4, n_sweeps=300, burn_in=100, n_grid=25, seed=1, **TASK)

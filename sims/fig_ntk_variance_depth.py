@@ -7,12 +7,12 @@ with Theta_hat = sum_p (df/dp)^2 the empirical NTK of the scalar output f of ONE
 K^(1) = C_W) for networks of L hidden layers of width n at criticality: ReLU (C_W = 2), tanh (C_W = 1)
 and linear (C_W = 1), all C_b = 0, learning rates lambda_W = C_W, lambda_b = C_b (:mod:`sft.conventions`).
 
-Theory (solid lines): :func:`sft.ntk_fluctuations.ntk_relative_variance`, first order in 1/n,
+Theory (solid lines): :func:`sft.finite.ntk_relative_variance`, first order in 1/n,
 (A + 2B)^(L+1) / (n Theta^(L+1)^2) (PDLT ch. 8), drawn per width at L = 1, 2, ... Dashed: the asymptote
 y = nu_Theta L / n, nu_Theta = n Var / (L Theta^2) of that recursion at L = 2000 (500 in quick mode)
-(:func:`sft.ntk_fluctuations.nu_theta_from_recursion`): 4/3 - 2/(3 L + 3) for linear, so 1.333 (exact
+(:func:`sft.finite.nu_theta_from_recursion`): 4/3 - 2/(3 L + 3) for linear, so 1.333 (exact
 limit 4/3); 3.666 for ReLU; 0.668 for tanh (approached slowly). Dotted (linear only): the exact law at
-width n, :func:`sft.ntk_fluctuations.deep_linear_ntk_relative_variance`, which bends above the
+width n, :func:`sft.finite.deep_linear_ntk_relative_variance`, which bends above the
 first-order line once L/n is no longer small.
 
 Simulation (points). An ensemble of networks of depth L_max = x_max n gives every depth L <= L_max:
@@ -23,10 +23,10 @@ parameters of layers 1 .. L + 1,
     Theta_hat_L = sum_{m=1}^{L+1} G^(m) |d z^(L+1)_0 / d z^(m)|^2,
 
 has the law of the depth-L readout NTK (PDLT eq. (8.12)-(8.13); the layer sum of
-:func:`sft.networks.empirical_ntk` with ``method="backprop"``, here back-propagated from neuron 0 of
-every layer at once). Parameters from :func:`sft.networks.init_params`; ``compute`` checks that its
+:func:`sft.sim.empirical_ntk` with ``method="backprop"``, here back-propagated from neuron 0 of
+every layer at once). Parameters from :func:`sft.sim.init_params`; ``compute`` checks that its
 L = L_max value equals ``empirical_ntk(method="backprop")`` on the same networks. The estimate is
-y_hat = k2(Theta_hat) / mean(Theta_hat)^2 over the ensemble (:func:`sft.estimators.relative_variance`,
+y_hat = k2(Theta_hat) / mean(Theta_hat)^2 over the ensemble (:func:`sft.sim.relative_variance`,
 delete-a-block jackknife, 20 blocks, 1 sigma); it estimates Var / E[Theta_hat]^2, equal to the plotted
 Var / Theta^2 up to O(1/n^2). Points of one width are correlated (same networks). dtype float64.
 Run ``python sims/fig_ntk_variance_depth.py [--quick]`` or ``sft figures --only ntk_variance_depth``.
@@ -41,11 +41,11 @@ import jax.numpy as jnp
 import matplotlib.figure
 import numpy as np
 
-from sft.activations import get_activation
-from sft.estimators import relative_variance
-from sft.figures import Figure, run_script
-from sft.networks import empirical_ntk, init_params
-from sft.ntk_fluctuations import (deep_linear_ntk_relative_variance, ntk_relative_variance,
+from sft.kernels import get_activation
+from sft.sim import relative_variance
+from sft.workflow import Figure, run_script
+from sft.sim import empirical_ntk, init_params
+from sft.finite import (deep_linear_ntk_relative_variance, ntk_relative_variance,
                                   nu_theta_from_recursion)
 
 #: label -> (activation, C_W, C_b, title)
@@ -78,7 +78,7 @@ def pieces(params):
 def _ntk_every_depth(params, x, *, activation, C_W, C_b):
     """Theta_hat_L, L = 1 .. depth, of a chunk of networks (module docstring): shape (S, depth).
 
-    params: :func:`sft.networks.init_params` of networks with depth hidden layers (ensemble axis first);
+    params: :func:`sft.sim.init_params` of networks with depth hidden layers (ensemble axis first);
     x: (n_0,) one input. Column L - 1 is the NTK of neuron 0 of layer L + 1 (the readout for L = depth).
     """
     act = get_activation(activation)
@@ -133,7 +133,7 @@ def compute(*, activation, C_W, C_b, depth, width=None, n_ensemble=None, d=None,
                                 widths=[width] * depth, activation=activation, C_W=C_W, C_b=C_b,
                                 dtype=dtype, method="backprop")
             if not np.allclose(thetas[0][:len(ref), -1], np.asarray(ref)[:, 0, 0], rtol=1e-10, atol=0):
-                raise RuntimeError("layer-sum NTK disagrees with sft.networks.empirical_ntk")
+                raise RuntimeError("layer-sum NTK disagrees with sft.sim.empirical_ntk")
     sim, err = relative_variance(np.concatenate(thetas))
     L = np.arange(1, depth + 1)
     theory = np.array([ntk_relative_variance(C_W, widths=[width] * l, activation=activation, C_W=C_W,

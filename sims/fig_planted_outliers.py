@@ -1,15 +1,15 @@
 """Figure planted_outliers: a planted circuit separates from the random background at a threshold
 (BBP transition), and its outlier and overlap follow the T-matrix of the background's resolvent.
 
-Models (sft.planted, float64, one circuit of strength theta, direction Haar-random):
+Models (sft.circuits.planted, float64, one circuit of strength theta, direction Haar-random):
     Wigner:      W = G_sym / sqrt(n) + theta u u^T        (GOE background, semicircle on [-2, 2])
     rectangular: W = G / sqrt(m) + theta u v^T,  n x m, c = n / m = 1/2   (bulk singular values <= 1 + sqrt c)
 
-Theory (lines; sft.planted.wigner_outlier / rectangular_outlier, equal to the T-matrix roots of
-det(1 - Theta M(z)) = 0 from sft.planted.t_matrix_outliers, checked in tests/test_planted.py):
+Theory (lines; sft.circuits.wigner_outlier / rectangular_outlier, equal to the T-matrix roots of
+det(1 - Theta M(z)) = 0 from sft.circuits.t_matrix_outliers, checked in tests/test_planted.py):
     Wigner:      lambda = theta + 1/theta, |<psi, u>|^2 = 1 - 1/theta^2 for theta > 1; else bulk edge 2, overlap 0;
-    rectangular: sigma = sqrt((1 + theta^2)(c + theta^2)) / theta, theta > c^(1/4); overlaps in sft.planted.
-Simulation (points): R independent draws per (n, theta) by sft.planted.simulate_wigner_outliers /
+    rectangular: sigma = sqrt((1 + theta^2)(c + theta^2)) / theta, theta > c^(1/4); overlaps in sft.circuits.planted.
+Simulation (points): R independent draws per (n, theta) by sft.circuits.simulate_wigner_outliers /
 simulate_rectangular_outliers or, by default (params backend="jax"), their JAX versions
 simulate_wigner_outliers_jax / simulate_rectangular_outliers_jax (same law, tested against the same theory); mean +- standard error
 over the draws (1 sigma). Below threshold the top eigenvalue sits at the bulk edge up to O(n^{-2/3})
@@ -22,12 +22,12 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from sft.figures import Figure, run_script
-from sft.planted import (rectangular_outlier, simulate_rectangular_outliers, simulate_rectangular_outliers_jax,
+from sft.workflow import Figure, run_script
+from sft.circuits import (rectangular_outlier, simulate_rectangular_outliers, simulate_rectangular_outliers_jax,
                          simulate_wigner_outliers, simulate_wigner_outliers_jax, wigner_outlier)
 
 C = 0.5
-# backend "jax": sft.planted.simulate_*_outliers_jax (jit + vmap); "numpy": the numpy versions (LAPACK eigh).
+# backend "jax": sft.circuits.planted.simulate_*_outliers_jax (jit + vmap); "numpy": the numpy versions (LAPACK eigh).
 # On a CPU shared by many processes, run with OMP_NUM_THREADS=1 and
 # XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" (oversubscribed threads: ~10x slower).
 QUICK = dict(thetas=[0.4, 0.8, 1.2, 1.6, 2.0, 2.6], ns=[50, 200], n_draws=8, c=C, seed=0, dtype="float64",

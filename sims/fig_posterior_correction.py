@@ -1,16 +1,16 @@
 """Figure posterior_correction: the O(1/n) correction to the Bayesian posterior of finite networks,
-theory (sft.posterior_correction) against the exact posterior of finite networks, on a 1-D regression task.
+theory (sft.predict.posterior_correction) against the exact posterior of finite networks, on a 1-D regression task.
 
 Task: P = 3 training points x_a = -1.5, 0, 1.5 with labels y_a = 2 sin(x_a), noise variance sigma^2 = 0.2,
 test grid of M points on [-2.5, 2.5]; inputs embedded in d = 2 as (x, 1). One hidden layer (erf, C_W = 1.5,
 C_b = 0.1 in both layers), NTK parameterization, float64.
 
 Theory: GP posterior (mean m, variance v) and its 1/n coefficients c_m(x), c_v(x) from the four-point vertex
-(:func:`sft.posterior_correction.network_posterior_correction`; G1 = 0 for one hidden layer).
+(:func:`sft.predict.network_posterior_correction`; G1 = 0 for one hidden layer).
 Simulation (points, 1 sigma): the exact posterior of width-n networks by importance sampling from the prior
-(:func:`sft.posterior_correction.importance_posterior` on the readout metrics of S prior networks from
-:func:`sft.networks.layer_kernels`; jackknife over 20 blocks), and at one width MALA samples of the
-network posterior (:func:`sft.sampling.sample_network_posterior`; error = std / sqrt(ESS) per point,
+(:func:`sft.predict.importance_posterior` on the readout metrics of S prior networks from
+:func:`sft.sim.layer_kernels`; jackknife over 20 blocks), and at one width MALA samples of the
+network posterior (:func:`sft.sim.sample_network_posterior`; error = std / sqrt(ESS) per point,
 ESS of Vehtari et al. 2021). Panels: n (posterior mean - GP mean) and n (posterior variance - GP variance)
 against x, theory c(x) as lines; and |deviation| at one test point against n (log-log) with the theory
 |c|/n, with a fit n Delta = c0 + c1/n + c2/n^2 whose c0 is compared to c in the legend.
@@ -24,11 +24,11 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from sft.estimators import fit_inverse_width
-from sft.figures import Figure, run_script
-from sft.networks import layer_kernels
-from sft.posterior_correction import importance_posterior, network_posterior_correction
-from sft.sampling import effective_sample_size, sample_network_posterior, split_rhat
+from sft.sim import fit_inverse_width
+from sft.workflow import Figure, run_script
+from sft.sim import layer_kernels
+from sft.predict import importance_posterior, network_posterior_correction
+from sft.sim import effective_sample_size, sample_network_posterior, split_rhat
 
 TASK = dict(activation="erf", C_W=1.5, C_b=0.1, noise=0.2, P=3, label_amp=2.0)
 QUICK = dict(widths=[4, 8, 16], M=13, n_ensemble=20_000, seed=0, dtype="float64",

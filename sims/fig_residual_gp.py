@@ -1,5 +1,5 @@
 """Figure residual_gp: scoring interpretations of a network by interpretation + Gaussian-process residual
-(sft.residual_gp, issue 6 item 5).
+(sft.circuits.residual_gp, issue 6 item 5).
 
 (a) Planted network, d = 16 Gaussian inputs: f = 3 sparse strong relu circuits b_k relu(3 u_k . x - 4.5)
     (u_k orthonormal, b = 3, -2, 2.5; each fires on 7% of inputs) + a background of N = 1000 relu neurons,
@@ -40,8 +40,8 @@ import jax.numpy as jnp
 import matplotlib.figure
 import numpy as np
 
-from sft import residual_gp as rg
-from sft.figures import Figure, run_script
+from sft.circuits import residual_gp as rg
+from sft.workflow import Figure, run_script
 
 PLANTED = dict(d=16, width=1000, weight=3.0, bias=-4.5, b=[3.0, -2.0, 2.5])
 TEACHER = dict(d=8, student_width=64, weight=3.0, bias=-3.0, b=[3.0, -2.0, 2.5], P=2000, steps=4000, lr=0.05)

@@ -1,4 +1,4 @@
-"""Figure sparse_synapses: sparse strong synapses on a dense Gaussian background (sft.sparse_synapses).
+"""Figure sparse_synapses: sparse strong synapses on a dense Gaussian background (sft.circuits.sparse_synapses).
 
 Layer: inputs x = erf(g), g ~ N(0, K_in); output preactivation z = sum_j W_j x_j with W_j = sqrt(C_W/n) G_j
 (C_W = 1) plus a Poisson(lam) number of strong synapses of strengths J = +-|J|, |J| log-normal
@@ -26,8 +26,8 @@ import matplotlib.figure
 import numpy as np
 import scipy.stats
 
-from sft import sparse_synapses as ss
-from sft.figures import Figure, run_script
+from sft.circuits import sparse_synapses as ss
+from sft.workflow import Figure, run_script
 
 COMMON = dict(J0=1.0, s=0.5, activation="erf", C_W=1.0, dtype="float64")
 QUICK = dict(widths=[4, 16, 64, 256], n_kurt=10_000, lam_kurt=3.0, lam=4.0, K_in=[[1.0, 0.6], [0.6, 1.5]],

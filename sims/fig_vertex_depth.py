@@ -6,18 +6,18 @@ finite-width ensembles of several widths that collapse when plotted against dept
 for networks of L hidden layers of width n at criticality: ReLU (C_W = 2), tanh (C_W = 1) and
 linear (C_W = 1), all with C_b = 0, one input with |x|^2 / n_0 = 1 (K^(1) = C_W).
 
-Theory (solid lines): :func:`sft.finite_width.single_input`, first order in 1/n, drawn per width at
+Theory (solid lines): :func:`sft.finite.single_input`, first order in 1/n, drawn per width at
 L = 1, 2, ..; for ReLU and linear V^(L+1) = nu L K^2 at every L, so these coincide with the dashed
 line. Dashed: the asymptotic slope, y = nu L / n with nu = 5 (ReLU), 2 (linear) from
-:func:`sft.finite_width.nu_scale_invariant` and nu -> 2/3 (tanh, K* = 0 class, approached with
-O(log L / L) corrections) from :func:`sft.finite_width.nu_from_recursion` at L = 2000. Dotted: the
+:func:`sft.finite.nu_scale_invariant` and nu -> 2/3 (tanh, K* = 0 class, approached with
+O(log L / L) corrections) from :func:`sft.finite.nu_from_recursion` at L = 2000. Dotted: the
 exact law at width n for the scale-invariant class, Var(G)/E[G]^2 = (1 + nu/n)^L - 1
-(:func:`sft.deep_linear.metric_relative_variance`), which bends away from the first-order line once
+(:func:`sft.finite.metric_relative_variance`), which bends away from the first-order line once
 nu L / n is no longer small (its n -> inf limit at fixed L/n is exp(nu L/n) - 1).
 
-Simulation (points): per network s the readout metric G_s^(L+1) of :func:`sft.networks.layer_kernels`
+Simulation (points): per network s the readout metric G_s^(L+1) of :func:`sft.sim.layer_kernels`
 (given layer L the output is exactly N(0, G_s)), so y_hat = k2(G) / mean(G)^2 over the ensemble
-(:func:`sft.estimators.relative_variance`, delete-a-block jackknife, 20 blocks, 1 sigma): the
+(:func:`sft.sim.relative_variance`, delete-a-block jackknife, 20 blocks, 1 sigma): the
 variance-reduced estimator of the output's excess kurtosis / 3 (no Gaussian noise of the outputs).
 One ensemble of depth L_max = x_max n gives every L <= L_max (layer L + 1 of that network).
 dtype float64. Run ``python sims/fig_vertex_depth.py [--quick]`` or ``sft figures --only vertex_depth``.
@@ -28,11 +28,11 @@ import jax
 import matplotlib.figure
 import numpy as np
 
-from sft.deep_linear import metric_relative_variance
-from sft.estimators import relative_variance
-from sft.figures import Figure, run_script
-from sft.finite_width import nu_from_recursion, nu_scale_invariant, single_input
-from sft.networks import layer_kernels
+from sft.finite import metric_relative_variance
+from sft.sim import relative_variance
+from sft.workflow import Figure, run_script
+from sft.finite import nu_from_recursion, nu_scale_invariant, single_input
+from sft.sim import layer_kernels
 
 #: label -> (activation, C_W, C_b, slopes (a+, a-) if scale-invariant else None, title)
 SETTINGS = {

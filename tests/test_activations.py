@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import sft  # noqa: F401  (enables float64)
-from sft.testing import polar_expectation
-from sft.activations import ACTIVATION_NAMES, Activation, get_activation, scale_invariant
+from sft.gaussian import polar_expectation
+from sft.kernels import ACTIVATION_NAMES, Activation, get_activation, scale_invariant
 
 CLOSED = ["relu", "abs", "linear", "erf", "sin", "cos", "leaky_relu", "scale_invariant"]
 CASES = [(1.0, 1.0, 0.3), (0.5, 2.0, -0.7), (1.3, 0.4, 0.7), (2.0, 2.0, 1.999)]

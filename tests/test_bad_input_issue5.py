@@ -5,10 +5,10 @@ import jax
 import numpy as np
 import pytest
 
-from sft import networks as nw
-from sft.predictors import gd_stability_limit, gp_posterior, ntk_flow, ntk_gradient_descent
-from sft.sampling import network_log_posterior, sample_network_posterior
-from sft.training import train_ensemble
+from sft.sim import networks as nw
+from sft.predict import gd_stability_limit, gp_posterior, ntk_flow, ntk_gradient_descent
+from sft.sim import network_log_posterior, sample_network_posterior
+from sft.sim import train_ensemble
 
 RNG = np.random.default_rng(0)
 P, M, N0 = 4, 3, 2

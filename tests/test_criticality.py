@@ -1,9 +1,9 @@
-"""Tests of sft.criticality against closed forms, independent quadrature (mpmath) and asymptotics.
+"""Tests of sft.kernels.criticality against closed forms, independent quadrature (mpmath) and asymptotics.
 
-Independent values: Cho-Saul / Williams closed forms in sft.activations (differentiated by finite
+Independent values: Cho-Saul / Williams closed forms in sft.kernels.activations (differentiated by finite
 differences here), hand/sympy-derived results in derivations/criticality_exponents.py (a1, a2, the
 ReLU correlation coefficient 9 pi^2/2, GELU K* = (3 + sqrt 17)/2), and mpmath quadrature at 30 digits.
-Tolerances: sft.gaussian's quadrature is good to ~1e-12 relative (measured: 1.5e-14 for <sigma^2>,
+Tolerances: sft.gaussian.expectations's quadrature is good to ~1e-12 relative (measured: 1.5e-14 for <sigma^2>,
 up to 8e-12 for <sigma'^2> of tanh at K = 100, where jax's tanh' = 1 - tanh^2 cancels).
 """
 import math
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import sft  # noqa: F401  (enables float64)
-from sft import criticality as cr
-from sft.activations import get_activation, scale_invariant
+from sft.kernels import criticality as cr
+from sft.kernels import get_activation, scale_invariant
 from sft.gaussian import gaussian_expectation
 
 QUAD_RTOL = 1e-11
@@ -24,7 +24,7 @@ KS = np.array([0.0, 1e-6, 0.05, 0.5, 1.0, 3.0, 10.0])
 
 
 def mp_gauss(f, K, dps=30):
-    """<f(u)>_K, u ~ N(0, K), by mpmath quadrature (independent of sft.gaussian)."""
+    """<f(u)>_K, u ~ N(0, K), by mpmath quadrature (independent of sft.gaussian.expectations)."""
     with mp.workdps(dps):
         s = mp.sqrt(mp.mpf(K))
         val = mp.quad(lambda z: f(s * z) * mp.exp(-z * z / 2), [-mp.inf, -6, 0, 6, mp.inf])

@@ -9,7 +9,7 @@ import scipy.stats as st
 import sympy as sp
 
 from sft.conventions import Z_MAX
-from sft.cumulants import (cumulant_symbols, cumulant_tensors_from_moments, cumulants_from_moments,
+from sft.symbolic import (cumulant_symbols, cumulant_tensors_from_moments, cumulants_from_moments,
                            gamma_cumulants, moment_tensors_from_cumulants, moments_from_cumulants,
                            set_partitions)
 

@@ -1,15 +1,15 @@
-"""Tests of sft.deep_linear: exact moments vs Monte Carlo and vs finite networks; 1/n expansion vs the vertex."""
+"""Tests of sft.finite.deep_linear: exact moments vs Monte Carlo and vs finite networks; 1/n expansion vs the vertex."""
 import jax
 import numpy as np
 import pytest
 import sympy as sp
 
-from sft import deep_linear as dl
-from sft import finite_width as fw
-from sft.activations import get_activation
+from sft.finite import deep_linear as dl
+from sft.finite import vertex as fw
+from sft.kernels import get_activation
 from sft.conventions import Z_MAX
-from sft.estimators import jackknife
-from sft.networks import ensemble_outputs, layer_kernels
+from sft.sim import jackknife
+from sft.sim import ensemble_outputs, layer_kernels
 
 
 def test_moments_against_exact_law_samples():
@@ -25,7 +25,7 @@ def test_moments_against_exact_law_samples():
 
 
 def test_exact_law_against_finite_linear_networks():
-    """Networks from sft.networks: E[f^4]/E[f^2]^2 - 3 and Var(G)/E[G]^2 of the readout metric."""
+    """Networks from sft.sim.networks: E[f^4]/E[f^2]^2 - 3 and Var(G)/E[G]^2 of the readout metric."""
     widths, S = (4, 6), 40_000
     x = np.array([[0.6, -1.1]])
     G = np.asarray(layer_kernels(jax.random.key(3), x, n_ensemble=S, widths=widths, activation="linear",

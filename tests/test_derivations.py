@@ -8,8 +8,7 @@ import sympy as sp
 
 import sft  # noqa: F401
 from derivations import criticality_exponents as ce
-from sft import criticality
-
+from sft.kernels import criticality
 _k0_class = functools.lru_cache(maxsize=None)(ce.k0_class)
 
 

@@ -1,5 +1,5 @@
 """Symbolic derivations (derivations/edgeworth.py, derivations/phi4_two_point.py) re-run and asserted
-equal to the library, and the Schwinger-Dyson series of sft.schwinger_dyson against the diagram sum
+equal to the library, and the Schwinger-Dyson series of sft.symbolic.schwinger_dyson against the diagram sum
 and the exact Gaussian-moment series."""
 import math
 from fractions import Fraction
@@ -12,9 +12,9 @@ import sympy as sp
 import sft  # noqa: F401
 from derivations import edgeworth as der_edgeworth
 from derivations import phi4_two_point as der_phi4
-from sft.diagrams import one_component_series
-from sft.edgeworth import edgeworth_polynomials
-from sft.schwinger_dyson import moment_series
+from sft.symbolic import one_component_series
+from sft.symbolic import edgeworth_polynomials
+from sft.symbolic import moment_series
 
 
 def test_edgeworth_polynomials_equal_derivation_to_order_n_minus_2():
@@ -113,7 +113,7 @@ def test_derivation_scripts_write_their_output(module, tmp_path, monkeypatch, ca
 def test_edgeworth_phi4_figure_quick():
     """The figure's pieces: Edgeworth error falls with the order at the centre, and the phi^4 error
     is least at the optimal truncation order near 3/(2 lambda), growing beyond it."""
-    from sft.figures import discover
+    from sft.workflow import discover
     fig = discover()["edgeworth_phi4"]
     params = dict(fig.quick)
     res = {label: fig.compute(**kw) for label, kw in fig.pieces(params).items()}

@@ -1,8 +1,8 @@
-"""Feynman diagrams of zero-dimensional field theory (sft.diagrams) against independent routes:
+"""Feynman diagrams of zero-dimensional field theory (sft.symbolic.feynman) against independent routes:
 exact perturbative coefficients from Gaussian moments of the expanded integrand, numerical integrals
 (scipy.integrate.quad), brute-force Wick enumeration, a Schwinger-Dyson recursion, the phi^4 vacuum
 sequence (4k-1)!!/((4!)^k k!), Dyson's equation for the 1PI subset, and, for a 3-component theory with
-tensor couplings, the Wick expansion of sft.wick and importance-sampling Monte Carlo."""
+tensor couplings, the Wick expansion of sft.symbolic.wick and importance-sampling Monte Carlo."""
 import itertools
 import math
 from fractions import Fraction
@@ -14,9 +14,9 @@ import scipy.integrate
 import sympy
 
 from sft.conventions import Z_MAX
-from sft.diagrams import (contraction_multiplicity, correlator, diagram_key, diagrams, draw, evaluate,
+from sft.symbolic.feynman import (contraction_multiplicity, correlator, diagram_key, diagrams, draw, evaluate,
                           one_component_series, propagator, symbolic_value, wick_contraction_counts)
-from sft.wick import double_factorial, perfect_matchings
+from sft.symbolic import double_factorial, perfect_matchings
 
 matplotlib.use("Agg")
 g3, g4, t = sympy.symbols("g3 g4 t")
@@ -174,7 +174,7 @@ def _moment_tensor(P, n):
 
 def test_tensor_two_point_function_against_wick_expansion():
     """<x_i x_j> to first order in g4 and to second order in g3, from expanding e^{-V}:
-    N_ij = E0[x_i x_j (1 - V + V^2/2)], Z/Z0 = E0[1 - V + V^2/2], moments by sft.wick."""
+    N_ij = E0[x_i x_j (1 - V + V^2/2)], Z/Z0 = E0[1 - V + V^2/2], moments by sft.symbolic.wick."""
     A, cubic, quartic = _random_theory()
     P = propagator(A)
     M2, M4, M6, M8 = (_moment_tensor(P, n) for n in (2, 4, 6, 8))

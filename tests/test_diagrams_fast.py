@@ -1,4 +1,4 @@
-"""The fast diagram generator of sft.diagrams (largest-labelling enumeration, canonical form by
+"""The fast diagram generator of sft.symbolic.feynman (largest-labelling enumeration, canonical form by
 colour refinement and individualisation, two-point diagrams by cutting vacuum diagrams) against the
 earlier generator (smallest-labelling enumeration, ``_canonical``), brute-force Wick enumeration, and
 the exact phi^4 series of log(Z/Z_0) and <x^2>_c to lambda^8 from Gaussian moments."""
@@ -9,9 +9,9 @@ from fractions import Fraction
 
 import pytest
 
-from sft.diagrams import (_canonical, _diagram_from_key, _matrices, contraction_multiplicity,
+from sft.symbolic.feynman import (_canonical, _diagram_from_key, _matrices, contraction_multiplicity,
                           diagram_key, diagrams, wick_contraction_counts)
-from sft.wick import double_factorial
+from sft.symbolic import double_factorial
 
 
 def _reference_diagrams(n_external, order, degrees, kind):

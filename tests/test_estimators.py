@@ -1,15 +1,15 @@
-"""Tests of sft.estimators against exact results: unbiasedness, error-bar calibration, fits."""
+"""Tests of sft.sim.estimators against exact results: unbiasedness, error-bar calibration, fits."""
 import math
 
 import jax
 import numpy as np
 import pytest
 
-from sft import estimators as est
-from sft import finite_width as fw
-from sft.activations import get_activation
+from sft.sim import estimators as est
+from sft.finite import vertex as fw
+from sft.kernels import get_activation
 from sft.conventions import Z_MAX
-from sft.networks import layer_kernels
+from sft.sim import layer_kernels
 
 
 def test_k_statistics_unbiased_on_small_samples():

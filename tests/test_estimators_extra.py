@@ -1,14 +1,14 @@
-"""Tests of sft.estimators.relative_variance and nu_from_relative_variance against exact laws."""
+"""Tests of sft.sim.relative_variance and nu_from_relative_variance against exact laws."""
 import math
 
 import jax
 import numpy as np
 import pytest
 
-from sft import deep_linear
-from sft import estimators as est
+from sft.finite import deep_linear
+from sft.sim import estimators as est
 from sft.conventions import Z_MAX
-from sft.networks import layer_kernels
+from sft.sim import layer_kernels
 
 
 def test_relative_variance_of_chi_square_and_error_calibration():

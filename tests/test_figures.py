@@ -8,13 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from sft import cli, figures
-from sft.figures import Figure, build, compute_all, discover, select
+from sft.workflow import cli
+from sft.workflow import figures
+from sft.workflow import Figure, build, compute_all, discover, select
 
 TOY_SCRIPT = '''
 import matplotlib.figure
 import numpy as np
-from sft.figures import Figure
+from sft.workflow import Figure
 
 def pieces(params):
     return {f"p{i}": dict(i=i, n=params["n"]) for i in range(3)}

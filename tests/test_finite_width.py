@@ -1,6 +1,6 @@
-"""Tests of sft.finite_width: quadrature, limits, exact results, and Monte Carlo over finite networks.
+"""Tests of sft.finite.vertex: quadrature, limits, exact results, and Monte Carlo over finite networks.
 
-Monte Carlo uses sft.networks.layer_kernels (per-network metric G^(l)); statistics are z-scores with
+Monte Carlo uses sft.sim.layer_kernels (per-network metric G^(l)); statistics are z-scores with
 |z| < Z_MAX at fixed seeds. Widths are chosen so that the O(1/n) relative bias of n Cov(G) (exact for
 ReLU: (nu l)^{-1} (l choose 2) nu^2 / n) is below ~1/3 of the relative error bar.
 """
@@ -12,12 +12,12 @@ import jax
 import numpy as np
 import pytest
 
-from sft import deep_linear
-from sft import estimators as est
-from sft import finite_width as fw
-from sft.activations import get_activation
+from sft.finite import deep_linear
+from sft.sim import estimators as est
+from sft.finite import vertex as fw
+from sft.kernels import get_activation
 from sft.conventions import Z_MAX
-from sft.networks import layer_kernels
+from sft.sim import layer_kernels
 
 X2 = np.array([[1.0, 0.2, -0.4], [0.3, -0.8, 0.5]])  # two inputs, n_0 = 3
 # six correlated inputs, n_0 = 7, each 4x4 block of K^(l) with condition number < 20 (tanh, relu, erf, linear):
@@ -231,7 +231,7 @@ def test_vertex_against_monte_carlo_five_inputs():
 def test_kernel_shift_and_vertex_scale_as_one_over_n(name, cw, cb):
     """n (E[G^(4)] - K) = G1 + c/n and n Cov(G^(3)) = V + c'/n: fit over n = 8, 16, 32; intercepts vs theory.
 
-    E[G^(4)] uses the conditional (Rao-Blackwell) estimator from G^(3) (sft.estimators).
+    E[G^(4)] uses the conditional (Rao-Blackwell) estimator from G^(3) (sft.sim.estimators).
     """
     depth, ns = 3, (8, 16, 32)
     th = fw.multi_input(X2, depth=depth, activation=name, C_W=cw, C_b=cb)

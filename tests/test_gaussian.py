@@ -1,4 +1,4 @@
-"""Tests of sft.gaussian: the Mehler/Hermite series for activations without closed forms.
+"""Tests of sft.gaussian.expectations: the Mehler/Hermite series for activations without closed forms.
 
 Reference (independent of sft): every Gaussian expectation by a 2-D Gauss-Legendre rule in polar
 coordinates of the whitened variables, angles split where u = 0 or v = 0, with sigma and sigma' written
@@ -11,11 +11,11 @@ import pytest
 from scipy.special import expit, ndtr
 
 import sft  # noqa: F401  (float64)
-from sft.activations import Activation, get_activation
+from sft.kernels import Activation, get_activation
 from sft.conventions import RTOL
 from sft.gaussian import TOL, diag_expectations, hermite_coefficients, pair_expectations
 from sft.kernels import nngp_and_ntk
-from sft.testing import polar_expectation
+from sft.gaussian import polar_expectation
 
 RTOL64 = RTOL[np.dtype("float64")]
 EPS = np.finfo(np.float64).eps
@@ -35,7 +35,7 @@ NUMPY_SIGMA = {  # (sigma, sigma') written by hand
 
 
 def reference_kernels(x, f, df, depth, C_W, C_b, fineness=1.0):
-    """All-layer NNGP and NTK (depth+1, N, N) by the recursion of sft.kernels, expectations by the
+    """All-layer NNGP and NTK (depth+1, N, N) by the recursion of sft.kernels.recursion, expectations by the
     polar rule (entries one at a time) with n = fineness * (160 + 10 max q) nodes per direction."""
     N, d = x.shape
     K = C_b + C_W * x @ x.T / d

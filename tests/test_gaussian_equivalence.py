@@ -7,7 +7,7 @@ from scipy.special import erf
 
 import sft  # noqa: F401  (float64)
 from sft.conventions import Z_MAX
-from sft.gaussian_equivalence import (background_conditional_moments, background_moments_hermite,
+from sft.circuits import (background_conditional_moments, background_moments_hermite,
                                       background_moments_hermite_multi, background_moments_multi,
                                       equivalence_constants, simulate_background)
 
@@ -73,7 +73,7 @@ def _simulate(activation, *, beta, gamma, a_mean, n_inputs, width, d, seed):
 
 @pytest.mark.parametrize("name, beta, a_mean", [("relu", None, 0.0), ("tanh", 0.9, 0.6), ("erf", 1.2, 0.0)])
 def test_conditional_moments_in_bins_against_simulation(name, beta, a_mean):
-    from sft.activations import get_activation
+    from sft.kernels import get_activation
     act, d, width, gamma = get_activation(name), 24, 16, 0.8
     x, f = _simulate(act, beta=beta, gamma=gamma, a_mean=a_mean, n_inputs=20_000, width=width, d=d, seed=1)
     s = x[:, 0]

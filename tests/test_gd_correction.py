@@ -1,6 +1,6 @@
 """gd_mean_correction: the 1/n correction to the mean of trained one-hidden-layer ensembles.
 
-(a) Monte Carlo: trained ensembles (sft.training.train_ensemble) at n = 32 and 128 with the paired
+(a) Monte Carlo: trained ensembles (sft.sim.train_ensemble) at n = 32 and 128 with the paired
     control variate D = f_k - f_lin (f_lin = each network's own infinite-width linearized prediction,
     E f_lin = m_k exactly), n E[D] = c + e/n + O(1/n^2) extrapolated by Richardson from the two widths.
     The O(1/n^2) remainder biases the extrapolation by about 1 sigma (measured over 4 seeds, 8000
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from sft.conventions import Z_MAX
-from sft.gd_correction import gd_mean_correction, population_correction
+from sft.predict import gd_mean_correction, population_correction
 from sft.kernels import nngp_and_ntk
-from sft.predictors import gd_stability_limit, ntk_gradient_descent
-from sft.training import train_ensemble
+from sft.predict import gd_stability_limit, ntk_gradient_descent
+from sft.sim import train_ensemble
 
 X_TRAIN = np.array([[-1.5, 1.0], [0.0, 1.0], [1.5, 1.0]])
 X_TEST = np.array([[-0.7, 1.0], [2.0, 1.0]])
@@ -45,7 +45,7 @@ def test_population_expansion_agrees(activation):
 
 def test_against_trained_ensembles():
     """(a): |z| < Z_MAX for c; a sign flip or dropping the ddNTK term gives |z| > 6.
-    Also: c_0 = 0 exactly, the parts add up, the quadrature mean m_k equals sft.kernels/predictors'."""
+    Also: c_0 = 0 exactly, the parts add up, the quadrature mean m_k equals sft.kernels.recursion/predictors'."""
     eta, k = _eta(), 15
     c = gd_mean_correction(X_TRAIN, Y, X_TEST, learning_rate=eta, n_steps=k, n_nodes=(24, 64), **NET)
     assert c.steps.tolist() == list(range(k + 1))
@@ -57,7 +57,7 @@ def test_against_trained_ensembles():
     K_te = nngp_and_ntk(X_TEST, **kw)[0]
     T = np.stack([ntk_gradient_descent(T_tr, T_x, K_tr, K_x, K_te, e, steps=k, learning_rate=eta).mean
                   for e in np.eye(len(Y))], 1)  # m_k = T y (mean linear in the labels)
-    np.testing.assert_allclose(c.mean[-1], T @ Y, rtol=1e-7, atol=1e-8)  # quadrature NTK = sft.kernels
+    np.testing.assert_allclose(c.mean[-1], T @ Y, rtol=1e-7, atol=1e-8)  # quadrature NTK = sft.kernels.recursion
     est = {}
     for n, S in ((32, 8000), (128, 8000)):
         r = train_ensemble(jax.random.key(n), X_TRAIN, Y, X_TEST, n_ensemble=S, widths=[n], learning_rate=eta,

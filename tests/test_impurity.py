@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-import sft.impurity as im
+import sft.circuits.impurity as im
 
 Z = 0.7 + 0.05j
 

@@ -1,15 +1,15 @@
-"""Tests of sft.kernel_renormalization: BPKR saddle point, exact finite-width posterior, Gibbs sampler."""
+"""Tests of sft.predict.kernel_renormalization: BPKR saddle point, exact finite-width posterior, Gibbs sampler."""
 import jax
 import numpy as np
 import pytest
 import scipy.optimize
 
 import sft  # noqa: F401  (x64)
-from sft import kernel_renormalization as kr
+from sft.predict import kernel_renormalization as kr
 from sft.conventions import Z_MAX
 from sft.kernels import nngp
-from sft.predictors import gp_posterior
-from sft.sampling import effective_sample_size
+from sft.predict import gp_posterior
+from sft.sim import effective_sample_size
 
 
 def teacher_data(P, n0, M=3, scale=2.0, seed=0):

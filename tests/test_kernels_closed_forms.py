@@ -27,7 +27,7 @@ def test_all_layers_and_per_layer_constants():
     ks = nngp(x1, x2, depth=2, activation="erf", C_W=cw, C_b=cb, all_layers=True)
     assert ks.shape == (3, 3, 2)
     # layer by layer by hand with the erf closed form
-    act = sft.activations.get_activation("erf")
+    act = sft.kernels.get_activation("erf")
     q1 = cb[0] + cw[0] * (x1 * x1).sum(1) / 5
     q2 = cb[0] + cw[0] * (x2 * x2).sum(1) / 5
     k = cb[0] + cw[0] * x1 @ x2.T / 5

@@ -1,4 +1,4 @@
-"""Analytic infinite-width kernels (sft.kernels) against ensembles of finite networks (sft.networks).
+"""Analytic infinite-width kernels (sft.kernels.recursion) against ensembles of finite networks (sft.sim.networks).
 
 Estimators (unbiased for the finite-width means): the ensemble mean of the stochastic metric
 G^(l) (E[G^(l)] = E[z^(l) z^(l)] exactly) for the NNGP kernel of every layer, and the ensemble mean
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from sft import kernels
-from sft import networks as nw
+from sft.sim import networks as nw
 from sft.conventions import Z_MAX
 
 DEPTH, WIDTH, S = 3, 512, 48

@@ -1,4 +1,4 @@
-"""Finite-width networks (sft.networks): shapes, reproducibility, sharding, NTK, bad inputs, dtype.
+"""Finite-width networks (sft.sim.networks): shapes, reproducibility, sharding, NTK, bad inputs, dtype.
 
 Independent references: a numpy forward pass written from the conventions, central finite
 differences of the output with respect to every parameter, and the explicit one-hidden-layer NTK.
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sft import networks as nw
+from sft.sim import networks as nw
 from sft.conventions import RTOL
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,7 +169,7 @@ _SHARDED_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
     import sft
-    from sft import networks as nw
+    from sft.sim import networks as nw
     cfg = json.loads(sys.argv[2]); x = np.array(cfg.pop("x"))
     key = jax.random.key(3)
     out, n_shards = {}, {}

@@ -1,6 +1,6 @@
-"""Tests of sft.ntk_fluctuations: exact deep-linear law, Monte Carlo over finite networks, bad input.
+"""Tests of sft.finite.ntk_variance: exact deep-linear law, Monte Carlo over finite networks, bad input.
 
-Monte Carlo uses sft.networks.empirical_ntk (method="backprop") for the readout NTK of one input;
+Monte Carlo uses sft.sim.empirical_ntk (method="backprop") for the readout NTK of one input;
 statistics are z-scores with |z| < Z_MAX at fixed seeds, error bars by the delete-a-block jackknife.
 Widths: at n = 96 the O(1/n^2) relative bias of n Var(Theta_hat) is 0.8% for linear nets (exact law),
 ~1% for ReLU and ~3-5% for tanh/erf at depth 3 (the slope c1/n of the fit), against relative error
@@ -14,10 +14,10 @@ import jax
 import numpy as np
 import pytest
 
-from sft import estimators as est
-from sft import ntk_fluctuations as nf
+from sft.sim import estimators as est
+from sft.finite import ntk_variance as nf
 from sft.conventions import Z_MAX
-from sft.networks import empirical_ntk, ensemble_outputs, layer_kernels
+from sft.sim import empirical_ntk, ensemble_outputs, layer_kernels
 
 X = np.array([[1.0, 0.2, -0.4]])  # one input, n_0 = 3
 
@@ -81,7 +81,7 @@ def test_exact_deep_linear_law_small_cases():
 def test_width_ratio_enters_carried_terms():
     """r_l = n_l/n_{l-1} multiplies exactly the carried-over terms: depth 2, widths (10, 30) (r = 3) minus
     equal widths gives B: 2 chi_perp^2 B^(2), F: 2 chi_par^2 F^(2)."""
-    from sft import finite_width as fw
+    from sft.finite import vertex as fw
     eq = nf.ntk_fluctuations(0.9, depth=2, activation="tanh", C_W=1.2, C_b=0.1)
     un = nf.ntk_fluctuations(0.9, depth=2, activation="tanh", C_W=1.2, C_b=0.1, widths=(10, 30))
     chi_perp = (eq.Theta[2] - eq.K[2]) / eq.Theta[1]

@@ -1,8 +1,8 @@
-"""Tests of sft.ntk_fluctuations.ntk_fluctuations_multi: single-input limit, exact linear results,
+"""Tests of sft.finite.ntk_fluctuations_multi: single-input limit, exact linear results,
 Gaussian derivative tensors against finite differences, and Monte Carlo over finite networks.
 
 Monte Carlo: two inputs, depth 2, S = 3000 networks at n = 96, readout NTK by
-sft.networks.empirical_ntk (method="backprop") and readout metric by sft.networks.layer_kernels (same
+sft.sim.empirical_ntk (method="backprop") and readout metric by sft.sim.layer_kernels (same
 networks, same key); jackknife error bars, |z| < Z_MAX at a fixed seed. Every unique entry of
 n Cov(Theta_hat_ab, Theta_hat_cd) is checked (relative errors 2-7%); the (00)(11) and (01)(01) entries
 resolve the pairing of B (B_{(ac)(bd)}, not B_{(ab)(cd)}: z = 9.9, -83 (relu), 34, -135 (tanh)).
@@ -18,12 +18,12 @@ import jax
 import numpy as np
 import pytest
 
-from sft import estimators as est
-from sft import finite_width as fw
-from sft import ntk_fluctuations as nf
-from sft.activations import get_activation
+from sft.sim import estimators as est
+from sft.finite import vertex as fw
+from sft.finite import ntk_variance as nf
+from sft.kernels import get_activation
 from sft.conventions import Z_MAX
-from sft.networks import empirical_ntk, layer_kernels
+from sft.sim import empirical_ntk, layer_kernels
 
 X2 = np.array([[1.0, 0.2, -0.4], [0.3, -0.8, 0.5]])  # two inputs, n_0 = 3
 X3 = np.vstack([X2, [[0.5, 0.5, 0.1]]])

@@ -1,4 +1,4 @@
-"""Tests of sft.planted: T-matrix root finder vs BBP / Benaych-Georges-Nadakuditi closed forms, and vs simulation.
+"""Tests of sft.circuits.planted: T-matrix root finder vs BBP / Benaych-Georges-Nadakuditi closed forms, and vs simulation.
 
 Statistical tests: the error bar is the standard error of the mean over R independent draws.
 Per-draw fluctuations of outliers and overlaps are O(n^{-1/2}) and the finite-n bias of the mean is
@@ -7,7 +7,7 @@ O(1/n), so the bias enters the z-score as ~ sqrt(R / n); with R = 20 draws at n 
 import numpy as np
 import pytest
 
-from sft import planted as pl
+from sft.circuits import planted as pl
 from sft.conventions import Z_MAX
 
 

@@ -12,7 +12,7 @@ import pytest
 import scipy.integrate
 import scipy.stats
 
-from sft.posterior_correction import posterior_mean_correction, quartic_cumulant_from_vertex
+from sft.predict import posterior_mean_correction, quartic_cumulant_from_vertex
 
 
 def _kk_sym(K):
@@ -136,9 +136,9 @@ def test_vertex_bad_inputs(V, n, match):
 
 
 def test_cumulant_from_network_vertex_is_fully_symmetric():
-    """V from sft.finite_width.multi_input has only the pair symmetries; the sum of the three pairings is
+    """V from sft.finite.multi_input has only the pair symmetries; the sum of the three pairings is
     symmetric under all 24 permutations of (a, b, c, d)."""
-    from sft.finite_width import multi_input
+    from sft.finite import multi_input
     x = np.random.default_rng(0).normal(size=(4, 4))
     V = multi_input(x, depth=1, activation="tanh", C_W=1.5, C_b=0.1, kernel_shift=False).V[-1]
     assert np.max(np.abs(V - np.einsum("acbd->abcd", V))) > 1e-4  # V itself is not fully symmetric

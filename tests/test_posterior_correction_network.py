@@ -2,9 +2,9 @@
 
 - posterior_cov_correction vs exact Bayes for a Gaussian scale-mixture prior (residual O(eps^2));
 - kernel_shift_correction vs a finite difference of the exact Gaussian posterior;
-- the depth-1 low-rank vertex vs sft.finite_width.multi_input;
+- the depth-1 low-rank vertex vs sft.finite.multi_input;
 - network_posterior_correction vs the exact posterior of finite one-hidden-layer networks by importance
-  sampling from their prior (sft.networks.layer_kernels), fitted over widths, |z| < 4, and a wrong
+  sampling from their prior (sft.sim.layer_kernels), fitted over widths, |z| < 4, and a wrong
   coefficient (U -> 2U) fails.
 """
 import numpy as np
@@ -13,13 +13,13 @@ import pytest
 import scipy.integrate
 import scipy.stats
 
-from sft import posterior_correction as pc
-from sft.activations import get_activation
+from sft.predict import posterior_correction as pc
+from sft.kernels import get_activation
 from sft.conventions import Z_MAX
-from sft.estimators import fit_inverse_width
-from sft.finite_width import multi_input
-from sft.networks import layer_kernels
-from sft.predictors import gp_posterior
+from sft.sim import fit_inverse_width
+from sft.finite import multi_input
+from sft.sim import layer_kernels
+from sft.predict import gp_posterior
 
 
 def _kk_sym(K):

@@ -1,6 +1,6 @@
-"""sft.predictors against independent results.
+"""sft.predict.infinite_width against independent results.
 
-Kernels: relu, depth 2, C_W = 2, C_b = 0.1 (sft.kernels) on P = 10 training and M = 3 test inputs,
+Kernels: relu, depth 2, C_W = 2, C_b = 0.1 (sft.kernels.recursion) on P = 10 training and M = 3 test inputs,
 computed once on all 13 inputs and sliced, so the joint prior is exactly consistent.
 Deterministic checks use a tolerance of 1e-9 relative to the largest entry: the matrices solved have
 condition numbers <= ~1e3 (eigenvalues of K + 0.01 I and of Theta in [0.02, 25]), so the float64
@@ -15,7 +15,7 @@ from scipy.stats import multivariate_normal
 
 from sft import kernels
 from sft.conventions import Z_MAX
-from sft.predictors import gd_stability_limit, gp_posterior, ntk_flow, ntk_gradient_descent
+from sft.predict import gd_stability_limit, gp_posterior, ntk_flow, ntk_gradient_descent
 
 P, M, TOL = 10, 3, 1e-9
 X = np.random.default_rng(0).normal(size=(P + M, 3))

@@ -1,4 +1,4 @@
-"""Tests of sft.report: z-scores, pass/fail at Z_MAX, the AssertionError, the table, the dict round trip."""
+"""Tests of sft.workflow.report: z-scores, pass/fail at Z_MAX, the AssertionError, the table, the dict round trip."""
 import doctest
 import json
 import math
@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from sft import report as rp
+from sft.workflow import report as rp
 from sft.conventions import Z_MAX
-from sft.report import Comparison, Report
+from sft.workflow import Comparison, Report
 
 
 def test_doctests_run():

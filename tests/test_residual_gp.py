@@ -1,4 +1,4 @@
-"""Tests of sft.residual_gp: exact feature-space / low-rank forms vs dense linear algebra, the ranking of
+"""Tests of sft.circuits.residual_gp: exact feature-space / low-rank forms vs dense linear algebra, the ranking of
 complete vs incomplete interpretations of a planted network, the skewness/kurtosis flags (null: a true
 GP draw; alternative: a missed sparse circuit), and bad input.
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from sft import residual_gp as rg
+from sft.circuits import residual_gp as rg
 from sft.conventions import Z_MAX
 from sft.kernels import nngp
-from sft.predictors import gp_posterior
+from sft.predict import gp_posterior
 
 
 def _dense_lml(K, r, noise):
@@ -52,7 +52,7 @@ def test_user_kernel_route_matches_dense():
 
 
 def test_random_feature_kernel_vs_nngp_monte_carlo():
-    """Phi Phi^T is a Monte Carlo estimate of the NNGP kernel (sft.kernels): |z| < 4 entrywise; the
+    """Phi Phi^T is a Monte Carlo estimate of the NNGP kernel (sft.kernels.recursion): |z| < 4 entrywise; the
     predicted background variance equals the NNGP diagonal; a wrong C_b is detected."""
     rng = np.random.default_rng(8)
     x = rng.normal(size=(4, 3))

@@ -1,11 +1,11 @@
-"""sft.sampling against exact results.
+"""sft.sim.sampling against exact results.
 
 Diagnostics: on AR(1) chains x_t = phi x_{t-1} + sqrt(1 - phi^2) eps_t (stationary start), whose ESS
 is m n (1 - phi) / (1 + phi); the replica mean of the estimator is compared with |z| < Z_MAX. (The
 estimator has a known O(tau / n) downward bias from subtracting each chain's mean, ~2% here: at
 phi = 0.6 the 40-replica mean is 1956 vs 2000, z = -2.3; far more replicas would resolve it.)
 Sampler: (i) a Gaussian posterior known exactly (linear readout on fixed random features = Bayesian
-linear regression = GP with the feature kernel, sft.predictors.gp_posterior); (ii) a 1-D double well
+linear regression = GP with the feature kernel, sft.predict.gp_posterior); (ii) a 1-D double well
 with moments by quadrature. Error bars of the MCMC means are std / sqrt(ESS).
 """
 import math
@@ -17,9 +17,9 @@ import pytest
 from scipy.integrate import quad
 
 from sft.conventions import Z_MAX
-from sft.networks import apply, init_params
-from sft.predictors import gp_posterior
-from sft.sampling import (effective_sample_size, mala, network_log_posterior, sample_network_posterior,
+from sft.sim import apply, init_params
+from sft.predict import gp_posterior
+from sft.sim import (effective_sample_size, mala, network_log_posterior, sample_network_posterior,
                           split_rhat)
 
 

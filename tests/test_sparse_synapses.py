@@ -1,4 +1,4 @@
-"""Sparse strong synapses on a dense Gaussian background (sft.sparse_synapses): cumulants at finite and
+"""Sparse strong synapses on a dense Gaussian background (sft.circuits.sparse_synapses): cumulants at finite and
 infinite width vs Monte Carlo, the predictors (keep-k, keep-k + Edgeworth, low density) vs the exact law
 and vs simulation, independent checks (real-space Edgeworth, direct quadrature), bad input."""
 import functools
@@ -9,8 +9,8 @@ import pytest
 import scipy.stats
 
 import sft  # noqa: F401  (x64)
-from sft import sparse_synapses as ss
-from sft.edgeworth import X, nearly_gaussian_density, to_numeric
+from sft.circuits import sparse_synapses as ss
+from sft.symbolic import X, nearly_gaussian_density, to_numeric
 
 LAW = ss.lognormal_synapses(1.0, 0.5)
 LAYER = ss.SparseLayer(3.0, LAW, "erf", 1.0, C_W=1.0)
@@ -125,7 +125,7 @@ def test_keep_k_errors_decrease_and_keep_all_is_exact():
 
 
 def test_edgeworth_predictor_equals_real_space_edgeworth():
-    """keep-0 + Edgeworth(2) in Fourier space == sft.edgeworth.nearly_gaussian_density of the whole z."""
+    """keep-0 + Edgeworth(2) in Fourier space == sft.symbolic.nearly_gaussian_density of the whole z."""
     axes, p = ss.predicted_densities(LAYER, [("keep", 0.0, 2)])
     kap = ss.preactivation_cumulants(LAYER, 4)
     f = to_numeric(nearly_gaussian_density(2, list(kap)), X)

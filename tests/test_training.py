@@ -1,8 +1,8 @@
-"""Trained ensembles (sft.training): reproducibility, agreement with sft.networks at step 0, with a
+"""Trained ensembles (sft.sim.training): reproducibility, agreement with sft.sim.networks at step 0, with a
 hand-written gradient-descent loop, with the infinite-width NTK linear model, and lazy training.
 
-Independent references: sft.networks (forward pass and empirical NTK), jax.grad steps written out
-here, and the analytic kernels of sft.kernels in the discrete-time linear model
+Independent references: sft.sim.networks (forward pass and empirical NTK), jax.grad steps written out
+here, and the analytic kernels of sft.kernels.recursion in the discrete-time linear model
 f_k(x*) = f_0(x*) + Theta_{*X} Theta^{-1} (I - (I - eta Theta)^k) (y - f_0(X))  (Lee et al. 2019).
 """
 import jax
@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sft import kernels as kn
-from sft import networks as nw
+from sft.kernels import recursion as kn
+from sft.sim import networks as nw
 from sft.conventions import RTOL, Z_MAX
-from sft.training import train_ensemble
+from sft.sim import train_ensemble
 
 RNG = np.random.default_rng(0)
 X, Y, XS = RNG.normal(size=(5, 3)), RNG.normal(size=5), RNG.normal(size=(4, 3))

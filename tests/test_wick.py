@@ -1,4 +1,4 @@
-"""Wick's theorem (sft.wick) against the pairing count, the moment generating function
+"""Wick's theorem (sft.symbolic.wick) against the pairing count, the moment generating function
 (symbolic differentiation, an independent route) and Monte Carlo with an error bar."""
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import sympy
 
 from sft.conventions import Z_MAX
-from sft.wick import (double_factorial, gaussian_moment, gaussian_moment_of_linear_forms,
+from sft.symbolic import (double_factorial, gaussian_moment, gaussian_moment_of_linear_forms,
                       number_of_pairings, perfect_matchings)
 
 

@@ -1,4 +1,4 @@
-"""Ensemble forward throughput of sft.networks against this machine's matrix-product rate.
+"""Ensemble forward throughput of sft.sim.networks against this machine's matrix-product rate.
 
 For each width n and dtype: S networks with ``depth`` hidden layers of width n, input dimension n,
 one output, evaluated on N inputs. FLOPs of one forward pass: sum_l 2 N n_{l-1} n_l (matrix products
@@ -20,9 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import sft  # noqa: F401  (enables float64)
-from sft import networks as nw
-
-
+from sft.sim import networks as nw
 def best_time(fn, repeats):
     """Minimum wall time of ``fn()`` (blocked until ready) over ``repeats`` runs after one warm-up."""
     jax.block_until_ready(fn())

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sft.testing import polar_expectation
+from sft.gaussian import polar_expectation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without install
 DEPTH = 10

@@ -3,19 +3,19 @@ the per-network-metric (variance-reduced) estimator against the naive output-kur
 
 Setting: ReLU at criticality (C_W = 2, C_b = 0), ``depth`` L hidden layers of width n, one input,
 float64. For this scale-invariant sigma the readout metric obeys exactly, at any width
-(:mod:`sft.deep_linear`),
+(:mod:`sft.finite.deep_linear`),
 
     R = Var(G^(L+1)) / E[G^(L+1)]^2 = (1 + nu/n)^L - 1,      excess kurtosis of f = 3 R,
 
-so nu = n ((1 + R)^(1/L) - 1) (:func:`sft.estimators.nu_from_relative_variance`) has no O(1/n)
+so nu = n ((1 + R)^(1/L) - 1) (:func:`sft.sim.nu_from_relative_variance`) has no O(1/n)
 bias, while the first-order V^(L+1) / (L K^2) = n R / L = nu + O(nu^2 L / n) does (shown for
 comparison). Estimators of R, all over S independent networks (jackknife errors, 50 blocks):
 
     metric (variance reduced): R_hat = k2(G) / mean(G)^2 of the per-network readout metric
-        G = (2/n) sum_j relu(z^(L)_j)^2 (:func:`sft.networks.layer_kernels`): uses all n neurons of
+        G = (2/n) sum_j relu(z^(L)_j)^2 (:func:`sft.sim.layer_kernels`): uses all n neurons of
         layer L and the exact Gaussianity of the output given layer L (no noise of the output draw);
     naive: R_hat = k4(f) / (3 k2(f)^2), the excess kurtosis of one output f across networks
-        (:func:`sft.networks.ensemble_outputs`, the same networks);
+        (:func:`sft.sim.ensemble_outputs`, the same networks);
     layer ratios (scale-invariant only, for reference): X_l = G^(l+1) / G^(l), l = 1 .. L, are
         i.i.d. over layers and networks with Var(X) = nu / n exactly, so nu_hat = n k2(X)/mean(X)^2
         pools L samples per network.
@@ -36,10 +36,10 @@ import jax
 import numpy as np
 
 import sft  # noqa: F401  (enables float64)
-from sft.estimators import jackknife, k2, k4, nu_from_relative_variance
-from sft.finite_width import nu_scale_invariant
-from sft.networks import ensemble_outputs, layer_kernels
-from sft.report import Report
+from sft.sim import jackknife, k2, k4, nu_from_relative_variance
+from sft.finite import nu_scale_invariant
+from sft.sim import ensemble_outputs, layer_kernels
+from sft.workflow import Report
 
 N_BLOCKS = 50
 

@@ -1,4 +1,4 @@
-"""Benchmark: the residual-GP diagnostic (sft.residual_gp) on a network of width 1000 with 10^4
+"""Benchmark: the residual-GP diagnostic (sft.circuits.residual_gp) on a network of width 1000 with 10^4
 evaluation inputs (issue 6, item 7). float64, CPU.
 
 Each interpretation is scored twice: kernel with C_b = 0 fixed (the background's true value; one SVD)
@@ -6,7 +6,7 @@ and with C_b learnt (the default; one SVD per profile-likelihood evaluation).
 
 Network: d = 32 Gaussian inputs, f = 3 sparse strong relu circuits + N = 1000 background relu neurons
 (a ~ N(0, 1), w ~ N(0, I/d), N^{-1/2} readout). Interpretations: complete (all 3 circuits) and one that
-misses a circuit. Route (exact for the finite-rank kernel, module docstring of sft.residual_gp):
+misses a circuit. Route (exact for the finite-rank kernel, module docstring of sft.circuits.residual_gp):
 hyperparameters by maximum marginal likelihood on n_fit = 2000 inputs with m = 512 random features
 (Woodbury, O(n_fit m^2) per evaluation); held-out log-likelihood, whitening and skew/kurtosis on all
 M = 10^4 evaluation inputs by the thin SVD of the (M, m) predictive factor (O(M m^2)); no M x M matrix.
@@ -41,7 +41,7 @@ def rss_mb():
 
 def network(seed, n, d=32, width=1000):
     """x (n, d), per-circuit outputs (n, 3), background outputs (n,)."""
-    from sft.residual_gp import neuron_contributions
+    from sft.circuits import neuron_contributions
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, d))
     bg = neuron_contributions(x, rng.normal(size=(width, d)) / np.sqrt(d), rng.normal(size=width),
@@ -59,7 +59,7 @@ def main(argv=None):
     import jax
 
     import sft  # noqa: F401  (x64)
-    from sft import residual_gp as rg
+    from sft.circuits import residual_gp as rg
 
     x, circ, bg = network(0, n_fit + M)
     f = bg + circ.sum(1)

@@ -1,11 +1,11 @@
-"""Effective samples per second of the MALA posterior sampler (sft.sampling), network vs Gaussian target.
+"""Effective samples per second of the MALA posterior sampler (sft.sim.sampling), network vs Gaussian target.
 
-Network posterior (sft.sampling.sample_network_posterior, float64): one hidden layer of width n, erf,
+Network posterior (sft.sim.sample_network_posterior, float64): one hidden layer of width n, erf,
 C_W = 2, C_b = 0.1, input dimension 1, P training points y = sin(2x) on [-1.5, 1.5], noise sigma^2,
 T = 1; D = 3n + 1 parameters. Recorded: the prediction at one test input x* = 0.3. Reference:
-sft.sampling.mala on the standard normal in the same dimension D (the prior alone), recording x_1,
+sft.sim.mala on the standard normal in the same dimension D (the prior alone), recording x_1,
 chains started from N(0, I). For each step size h: acceptance rate, split-R-hat and ESS of the recorded scalar
-(sft.sampling.split_rhat, effective_sample_size), ESS per 1000 steps of one chain, and ESS per
+(sft.sim.split_rhat, effective_sample_size), ESS per 1000 steps of one chain, and ESS per
 second of sampling.
 
 Timing: mala jit-compiles a fresh closure on every call, so the wall time of a call includes compilation.
@@ -28,9 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import sft  # noqa: F401  (enables float64)
-from sft import sampling as sp
-
-
+from sft.sim import sampling as sp
 def timed(fn):
     t = time.perf_counter()
     out = jax.block_until_ready(fn())

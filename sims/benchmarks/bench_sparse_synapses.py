@@ -1,4 +1,4 @@
-"""Benchmark: the keep-k sweep of sft.sparse_synapses on a realistic layer, against Monte Carlo.
+"""Benchmark: the keep-k sweep of sft.circuits.sparse_synapses on a realistic layer, against Monte Carlo.
 
 Layer: lam = 10 strong synapses per neuron (log-normal |J|, s = 0.5, random sign) on a dense Gaussian
 background (C_W = 1), erf, two inputs with K_in = [[1, 0.6], [0.6, 1.5]] (the next-layer kernel is 2 x 2).
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a check
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sft import sparse_synapses as ss  # noqa: E402
+from sft.circuits import sparse_synapses as ss  # noqa: E402
 
 
 def main():

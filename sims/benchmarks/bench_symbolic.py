@@ -1,13 +1,13 @@
 """Speed of the symbolic engine: Edgeworth, phi^4 diagrams, Schwinger-Dyson, diagrams vs brute-force Wick.
 
 Rows (targets from issue 4):
-1. symbolic Edgeworth density to order n^{-3} (``sft.edgeworth.edgeworth_density(6)``, symbolic
+1. symbolic Edgeworth density to order n^{-3} (``sft.symbolic.edgeworth_density(6)``, symbolic
    lambda_3..lambda_8), and its conversion to a numpy function; target <= 2 s.
-2. phi^4 <x^2> by diagrams (``sft.diagrams.one_component_series(2, k, kind="no_vacuum")``, all orders
+2. phi^4 <x^2> by diagrams (``sft.symbolic.one_component_series(2, k, kind="no_vacuum")``, all orders
    0..k) for k = 5, 6, ..; stops after the first k that takes more than ``--stop`` seconds (30) or at
    k = 8; each series is checked against the Schwinger-Dyson series. Target: lambda^8 in <= 10 s.
-3. Schwinger-Dyson series of <x^2> to order 40 (``sft.schwinger_dyson.moment_series``); target <= 1 s.
-4. Diagram generation vs brute-force Wick enumeration (``sft.diagrams.wick_contraction_counts``, all
+3. Schwinger-Dyson series of <x^2> to order 40 (``sft.symbolic.moment_series``); target <= 1 s.
+4. Diagram generation vs brute-force Wick enumeration (``sft.symbolic.wick_contraction_counts``, all
    (4k+1)!! pairings of the half-edges of <x^2> at order lambda^k) at k = 2, 3, both giving every
    diagram (kind "all", vacuum bubbles included; checked: equal sets of diagrams, and the counts
    n_k! (k!)^{n_k} / S_G summed over diagrams = (4k+1)!!). At k = 4, 5 brute force is not run: its
@@ -30,9 +30,9 @@ import time
 import sympy as sp
 
 import sft  # noqa: F401
-from sft.diagrams import contraction_multiplicity, diagram_key, diagrams, wick_contraction_counts
-from sft.schwinger_dyson import moment_series
-from sft.wick import double_factorial
+from sft.symbolic.feynman import contraction_multiplicity, diagram_key, diagrams, wick_contraction_counts
+from sft.symbolic import moment_series
+from sft.symbolic import double_factorial
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,7 @@ def timed(fn, repeat=1):
 
 def cold(expr, imports):
     """(repr of the value of ``expr``, seconds) evaluated once in a fresh Python process (cold caches:
-    sft.diagrams memoizes diagrams, so in-process repeats would time a dictionary lookup); the
+    sft.symbolic.feynman memoizes diagrams, so in-process repeats would time a dictionary lookup); the
     imports are not timed."""
     code = (f"import time, sft\n{imports}\nt0 = time.perf_counter()\nv = {expr}\n"
             "dt = time.perf_counter() - t0\nprint(repr(v))\nprint(dt)")
@@ -66,10 +66,10 @@ def main(argv=None):
     rows = []  # (task, result, seconds, target)
 
     ops, sec = cold("sp.count_ops(edgeworth_density(6))", "import sympy as sp\n"
-                    "from sft.edgeworth import edgeworth_density")
+                    "from sft.symbolic.edgeworth import edgeworth_density")
     rows.append(("Edgeworth density to n^-3 (symbolic, cold)", f"{ops} ops", sec, "<= 2 s"))
     _, sec = cold("to_numeric(edgeworth_density(6, [2, 6, 24, 120, 720, 5040]), X, EPS)",
-                  "from sft.edgeworth import X, EPS, edgeworth_density, to_numeric")
+                  "from sft.symbolic.edgeworth import X, EPS, edgeworth_density, to_numeric")
     rows.append(("  same, Exp(1) cumulants -> numpy fn (cold)", "", sec, ""))
 
     sd, sec = timed(lambda: moment_series(2, 40), repeat=5)
@@ -79,7 +79,7 @@ def main(argv=None):
     reached = None
     for k in range(5, args.max_order + 1):
         text, sec = cold(f"one_component_series(2, {k}, kind='no_vacuum')",
-                         "from sft.diagrams import one_component_series")
+                         "from sft.symbolic.feynman import one_component_series")
         series = sp.sympify(text, locals={"g4": g4})
         n_diag = sum(len(diagrams(2, j, kind="no_vacuum")) for j in range(k + 1))
         ok = [series.coeff(g4, j) for j in range(k + 1)] == moment_series(2, k)
@@ -93,7 +93,7 @@ def main(argv=None):
     for k in (2, 3):
         counts, t_wick = timed(lambda: wick_contraction_counts(2, (4,) * k))
         diags = diagrams(2, k, kind="all")
-        _, t_diag = cold(f"len(diagrams(2, {k}, kind='all'))", "from sft.diagrams import diagrams")
+        _, t_diag = cold(f"len(diagrams(2, {k}, kind='all'))", "from sft.symbolic.feynman import diagrams")
         same = set(counts) == {diagram_key(d) for d in diags}
         total = sum(contraction_multiplicity(d) for d in diags) == double_factorial(4 * k + 1)
         n_pair = double_factorial(4 * k + 1)
@@ -102,7 +102,7 @@ def main(argv=None):
         rows.append((f"diagrams(2, {k}, 'all')", f"{len(diags)} diagrams, same set: {same and total}; "
                      f"ratio {t_wick / t_diag:.0f}x", t_diag, ""))
     for k in (4, 5):
-        n_diag, t_diag = cold(f"len(diagrams(2, {k}, kind='all'))", "from sft.diagrams import diagrams")
+        n_diag, t_diag = cold(f"len(diagrams(2, {k}, kind='all'))", "from sft.symbolic.feynman import diagrams")
         n_pair = double_factorial(4 * k + 1)
         t_ext = per_pairing * n_pair
         rows.append((f"brute-force Wick at lambda^{k} (EXTRAPOLATED)",

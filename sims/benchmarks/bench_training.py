@@ -1,4 +1,4 @@
-"""Trained-ensemble throughput of sft.training.train_ensemble against this machine's matrix-product rate.
+"""Trained-ensemble throughput of sft.sim.train_ensemble against this machine's matrix-product rate.
 
 S networks with ``depth`` hidden layers of width n, input dimension n_0 = n, one output, trained by
 full-batch gradient descent on L = 1/2 sum_a (f(x_a) - y_a)^2 over P training points (M = 1 test input,
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import sft  # noqa: F401  (enables float64)
-from sft.training import train_ensemble
+from sft.sim import train_ensemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ensemble import best_time, matmul_gflops  # noqa: E402  (same timing and reference as there)

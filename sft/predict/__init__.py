@@ -1,0 +1,11 @@
+"""Predictors: Gaussian (GP posterior, NTK gradient flow / descent), their finite-width corrections, and
+kernel renormalization of the Bayesian posterior.
+"""
+from .._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {
+    'infinite_width': ['GPPosterior', 'EnsemblePrediction', 'gp_posterior', 'ntk_flow', 'ntk_gradient_descent', 'gd_stability_limit'],
+    'posterior_correction': ['quartic_cumulant_from_vertex', 'posterior_mean_correction', 'posterior_cov_correction', 'kernel_shift_correction', 'NetworkPosteriorCorrection', 'network_posterior_correction', 'ImportancePosterior', 'importance_posterior'],
+    'gd_correction': ['GDCorrection', 'gd_mean_correction', 'population_correction'],
+    'kernel_renormalization': ['Saddle', 'Prediction', 'saddle_point', 'bpkr_posterior', 'exact_posterior', 'gibbs_sample', 'GibbsResult'],
+})

@@ -1,0 +1,266 @@
+"""Infinite-width predictors: the NNGP Bayesian posterior and the NTK gradient-descent ensemble.
+
+Pure functions on float64 kernel blocks (e.g. from :mod:`sft.kernels.recursion`). Blocks and shapes, P
+training points, M test points, k outputs:
+
+    K_train (P, P)   NNGP kernel on the training inputs     Theta_train (P, P)  NTK, training inputs
+    K_cross (M, P)   NNGP kernel, test x train              Theta_cross (M, P)  NTK, test x train
+    K_test  (M, M)   NNGP kernel on the test inputs         y (P,) or (P, k)    training labels
+
+Outputs with k columns share one (M, M) covariance (the k readout neurons are independent and
+identically distributed at infinite width). Passing the training blocks as the "test" blocks
+(K_cross = K_test = K_train, Theta_cross = Theta_train) gives the predictions on the training set.
+
+Loss normalization (gradient descent): L = 1/2 sum_{i=1..P} (f(x_i) - y_i)^2, summed (not averaged)
+over the training set, parameters p updated by dp/dt = -eta dL/dp with the NTK parameterization of
+:mod:`sft.conventions` (so Theta = sum_p df/dp df/dp). Then the linearized network obeys
+df(X)/dt = -eta Theta (f(X) - y) (Lee et al. 2019, "Wide neural networks of any depth evolve as
+linear models under gradient descent", eqs. (10)-(11)); with L averaged over P, replace eta by eta/P.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+from ..conventions import RTOL
+
+__all__ = ["GPPosterior", "EnsemblePrediction", "gp_posterior", "ntk_flow", "ntk_gradient_descent",
+           "gd_stability_limit"]
+
+
+class GPPosterior(NamedTuple):
+    """NNGP posterior: mean (M,) or (M, k), covariance (M, M), log marginal likelihood (float)."""
+    mean: np.ndarray
+    cov: np.ndarray
+    log_marginal_likelihood: float
+
+
+class EnsemblePrediction(NamedTuple):
+    """Mean (M,) or (M, k) and covariance (M, M) of the test outputs over initializations."""
+    mean: np.ndarray
+    cov: np.ndarray
+
+
+# ----------------------------------------------------------------------------------------- checks
+def _finite_array(name, a, ndim):
+    arr = np.asarray(a, dtype=np.float64)
+    if arr.ndim not in ndim:
+        raise ValueError(f"{name} has shape {arr.shape}: it must have {' or '.join(map(str, ndim))} "
+                         "dimensions")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf: kernel blocks and labels must be finite")
+    return arr
+
+
+def _symmetric(name, a, size=None):
+    """A finite square symmetric matrix (symmetric within RTOL[float64] of its largest entry)."""
+    arr = _finite_array(name, a, (2,))
+    if arr.shape[0] != arr.shape[1] or (size is not None and arr.shape[0] != size):
+        want = f"({size}, {size})" if size is not None else "square"
+        raise ValueError(f"{name} has shape {arr.shape}: it must be {want}")
+    if name.endswith("train") and arr.shape[0] == 0:
+        raise ValueError(f"{name} has shape {arr.shape}: the training set is empty (need P >= 1)")
+    scale = np.max(np.abs(arr), initial=0.0)
+    asym = np.max(np.abs(arr - arr.T), initial=0.0)
+    if asym > RTOL[np.dtype("float64")] * scale:
+        raise ValueError(f"{name} is not symmetric: max |A - A^T| = {asym:.3g} exceeds "
+                         f"{RTOL[np.dtype('float64')]:g} x max |A| = {scale:.3g}; kernel matrices "
+                         "must be symmetric")
+    return 0.5 * (arr + arr.T)
+
+
+def _blocks(K_train, K_cross, K_test, y):
+    """Validated (K_train, K_cross, K_test, y) with consistent P and M."""
+    K_train = _symmetric("K_train", K_train)
+    P = K_train.shape[0]
+    K_cross = _finite_array("K_cross", K_cross, (2,))
+    if K_cross.shape[1] != P:
+        raise ValueError(f"K_cross has shape {K_cross.shape}: it must be (M, P) = (M, {P}) "
+                         "(test x train)")
+    K_test = _symmetric("K_test", K_test, K_cross.shape[0])
+    y = _finite_array("y", y, (1, 2))
+    if y.shape[0] != P:
+        raise ValueError(f"y has shape {y.shape}: its first axis must be P = {P}, the number of "
+                         "training points of K_train")
+    return K_train, K_cross, K_test, y
+
+
+def _ntk_blocks(Theta_train, Theta_cross, P, M):
+    Theta_train = _symmetric("Theta_train", Theta_train, P)
+    Theta_cross = _finite_array("Theta_cross", Theta_cross, (2,))
+    if Theta_cross.shape != (M, P):
+        raise ValueError(f"Theta_cross has shape {Theta_cross.shape}: it must be (M, P) = ({M}, {P})")
+    return Theta_train, Theta_cross
+
+
+def _not_pd_error(name, A, extra=""):
+    lam = np.linalg.eigvalsh(A)[0]
+    return ValueError(f"{name} is not positive definite: its smallest eigenvalue is {lam:.6g}{extra}; "
+                      "use distinct inputs, add observation noise, or a bias C_b > 0")
+
+
+def _eigh_pd(name, A):
+    lam, V = np.linalg.eigh(A)
+    if lam[0] <= 0:
+        raise _not_pd_error(name, A)
+    return lam, V
+
+
+def _check_psd(name, A):
+    """Covariance blocks must be positive semi-definite: lam_min >= -RTOL[float64] P max(|lam|, 1)."""
+    lam = np.linalg.eigvalsh(A) if A.size else np.zeros(1)
+    tol = RTOL[np.dtype("float64")] * A.shape[0] * max(np.max(np.abs(lam)), 1.0)
+    if lam[0] < -tol:
+        raise ValueError(f"{name} is not positive semi-definite: its smallest eigenvalue is {lam[0]:.6g} "
+                         f"< -{tol:.3g}; it is the covariance of the initial outputs f_0 and must be PSD")
+
+
+def _nonnegative(name, value, allow_inf=True):
+    v = float(value)
+    if np.isnan(v) or v < 0 or (not allow_inf and np.isinf(v)):
+        rule = ">= 0" + ("" if allow_inf else " and finite")
+        raise ValueError(f"{name}={value!r} is not allowed: {name} must be {rule}")
+    return v
+
+
+# ------------------------------------------------------------------------------------ GP posterior
+def gp_posterior(K_train, K_cross, K_test, y, *, noise) -> GPPosterior:
+    """NNGP Bayesian posterior of the test outputs given noisy training labels.
+
+    Model: f ~ GP(0, K), y = f(X) + eps, eps ~ N(0, noise I) (``noise`` = sigma^2, a variance >= 0).
+    With A = K_train + sigma^2 I = L L^T (Cholesky),
+
+        mean = K_cross A^{-1} y,         cov = K_test - K_cross A^{-1} K_cross^T,
+        log p(y) = -1/2 tr(y^T A^{-1} y) - (k/2) log det A - (k P / 2) log(2 pi)
+
+    (Rasmussen & Williams 2006, eqs. (2.22)-(2.24), (2.30); summed over the k independent columns of
+    y). Raises ValueError with the smallest eigenvalue when A is not positive definite.
+
+    >>> import numpy as np
+    >>> post = gp_posterior(np.eye(2), np.array([[0.5, 0.0]]), np.eye(1), np.array([1.0, 2.0]), noise=0.0)
+    >>> post.mean, post.cov
+    (array([0.5]), array([[0.75]]))
+    """
+    K_train, K_cross, K_test, y = _blocks(K_train, K_cross, K_test, y)
+    noise = _nonnegative("noise", noise, allow_inf=False)
+    A = K_train + noise * np.eye(K_train.shape[0])
+    try:
+        c = scipy.linalg.cho_factor(A, lower=True)
+    except np.linalg.LinAlgError:
+        raise _not_pd_error("K_train + noise I", A, f" (noise = {noise:g})") from None
+    alpha = scipy.linalg.cho_solve(c, y)
+    W = scipy.linalg.solve_triangular(c[0], K_cross.T, lower=True)  # L^{-1} K_cross^T  (P, M)
+    cov = K_test - W.T @ W
+    k = 1 if y.ndim == 1 else y.shape[1]
+    P = K_train.shape[0]
+    logml = (-0.5 * float(np.sum(y * alpha)) - k * float(np.sum(np.log(np.diag(c[0]))))
+             - 0.5 * k * P * np.log(2 * np.pi))
+    return GPPosterior(K_cross @ alpha, 0.5 * (cov + cov.T), logml)
+
+
+# ------------------------------------------------------------------------- NTK ensemble (linear)
+def _linear_ensemble(g, V, Theta_cross, K_train, K_cross, K_test, y):
+    """Mean and covariance of f(x*) = f_0(x*) - T (f_0(X) - y), f_0 ~ N(0, K), T = Theta_cross g(Theta).
+
+    g(Theta) = V diag(g) V^T is the spectral function of the training NTK (g = (1 - e^{-eta lam t})/lam
+    for gradient flow, (1 - (1 - eta lam)^k)/lam for gradient descent). Lee et al. 2019 eqs. (15)-(16):
+        mean = T y,   cov = K_test + T K_train T^T - (T K_cross^T + K_cross T^T).
+    """
+    T = (Theta_cross @ V * g) @ V.T  # (M, P)
+    cov = K_test + T @ K_train @ T.T - T @ K_cross.T - K_cross @ T.T
+    return EnsemblePrediction(T @ y, 0.5 * (cov + cov.T))
+
+
+def ntk_flow(Theta_train, Theta_cross, K_train, K_cross, K_test, y, *, t, learning_rate=1.0
+             ) -> EnsemblePrediction:
+    """Test outputs of the infinite-width network trained by gradient flow on MSE, over initializations.
+
+    With L = 1/2 sum_i (f(x_i) - y_i)^2 and df(X)/dt = -eta Theta (f(X) - y) (module docstring), the
+    linearized network is f_t(x*) = f_0(x*) - Theta* Theta^{-1} (I - e^{-eta Theta t}) (f_0(X) - y) and,
+    with f_0 ~ GP(0, K) (Lee et al. 2019, eqs. (14)-(16)),
+
+        mean_t = Theta* Theta^{-1} (I - e^{-eta Theta t}) y,
+        cov_t  = K** + T_t K T_t^T - (T_t K*^T + K* T_t^T),   T_t = Theta* Theta^{-1} (I - e^{-eta Theta t}),
+
+    evaluated in the eigenbasis of Theta_train (so any t costs one eigendecomposition; t = inf is
+    exact: T = Theta* Theta^{-1}, the NTK kernel regression). ``t`` >= 0 (float or np.inf),
+    ``learning_rate`` = eta > 0. Theta_train must be positive definite and K_train positive
+    semi-definite (ValueError otherwise, with the smallest eigenvalue).
+
+    >>> import numpy as np
+    >>> out = ntk_flow(np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.array([2.0]), t=np.inf)
+    >>> out.mean, out.cov        # the training point itself: interpolated exactly, no variance left
+    (array([2.]), array([[0.]]))
+    """
+    K_train, K_cross, K_test, y = _blocks(K_train, K_cross, K_test, y)
+    Theta_train, Theta_cross = _ntk_blocks(Theta_train, Theta_cross, *K_cross.shape[::-1])
+    t = _nonnegative("t", t)
+    eta = _nonnegative("learning_rate", learning_rate, allow_inf=False)
+    if eta == 0:
+        raise ValueError("learning_rate=0 is not allowed: learning_rate must be > 0 and finite")
+    lam, V = _eigh_pd("Theta_train", Theta_train)
+    _check_psd("K_train", K_train)
+    g = 1.0 / lam if np.isinf(t) else -np.expm1(-eta * lam * t) / lam
+    return _linear_ensemble(g, V, Theta_cross, K_train, K_cross, K_test, y)
+
+
+def gd_stability_limit(Theta_train) -> float:
+    """Largest stable learning rate of full-batch gradient descent on L = 1/2 sum (f - y)^2: 2 / lam_max.
+
+    f_{k+1}(X) - y = (I - eta Theta)(f_k(X) - y) contracts every eigenmode iff |1 - eta lam| < 1 for all
+    eigenvalues lam of Theta_train, i.e. eta < 2 / lam_max (Lee et al. 2019, sec. 2.4 / app. on
+    discrete time; the "catapult" regime lies above it).
+
+    >>> gd_stability_limit([[2.0, 0.0], [0.0, 0.5]])
+    1.0
+    """
+    Theta_train = _symmetric("Theta_train", Theta_train)
+    return 2.0 / float(_eigh_pd("Theta_train", Theta_train)[0][-1])
+
+
+def ntk_gradient_descent(Theta_train, Theta_cross, K_train, K_cross, K_test, y, *, steps, learning_rate,
+                         unstable="warn") -> EnsemblePrediction:
+    """Test outputs after ``steps`` full-batch gradient-descent steps of the linearized network.
+
+    f_{k+1}(X) = f_k(X) - eta Theta (f_k(X) - y),  f_{k+1}(x*) = f_k(x*) - eta Theta* (f_k(X) - y)
+    (the discrete-time version of Lee et al. 2019 eq. (11), same loss as :func:`ntk_flow`), solved as
+    f_k(x*) = f_0(x*) - Theta* Theta^{-1} (I - (I - eta Theta)^k) (f_0(X) - y): the mean and covariance of
+    :func:`ntk_flow` with e^{-eta Theta t} replaced by (I - eta Theta)^k. As eta -> 0 at fixed k eta = t
+    it approaches the flow with an O(eta) error.
+
+    ``steps``: integer >= 0 or np.inf (the converged kernel regression, only when stable).
+    Stability: eta < 2 / lam_max(Theta_train) (:func:`gd_stability_limit`). At or above it the top
+    eigenmode does not contract and the prediction grows like |1 - eta lam_max|^k: with
+    ``unstable="warn"`` (default) a RuntimeWarning states the limit and the result is returned; with
+    ``unstable="raise"`` a ValueError is raised instead. ``steps=np.inf`` with an unstable rate raises.
+    """
+    if unstable not in ("warn", "raise"):
+        raise ValueError(f"unstable={unstable!r} is not allowed: use 'warn' or 'raise'")
+    K_train, K_cross, K_test, y = _blocks(K_train, K_cross, K_test, y)
+    Theta_train, Theta_cross = _ntk_blocks(Theta_train, Theta_cross, *K_cross.shape[::-1])
+    k = _nonnegative("steps", steps)
+    if not (np.isinf(k) or k == int(k)):
+        raise ValueError(f"steps={steps!r} is not allowed: steps must be an integer >= 0 or np.inf")
+    eta = _nonnegative("learning_rate", learning_rate, allow_inf=False)
+    if eta == 0:
+        raise ValueError("learning_rate=0 is not allowed: learning_rate must be > 0 and finite")
+    lam, V = _eigh_pd("Theta_train", Theta_train)
+    _check_psd("K_train", K_train)
+    limit = 2.0 / lam[-1]
+    if eta >= limit:
+        msg = (f"learning_rate={eta:g} is at or above the gradient-descent stability limit "
+               f"2/lambda_max(Theta_train) = {limit:.6g}: the top eigenmode grows like "
+               f"|1 - eta lambda_max|^k = {abs(1 - eta * lam[-1]):.6g}^k")
+        if unstable == "raise" or np.isinf(k):
+            raise ValueError(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    if np.isinf(k):
+        g = 1.0 / lam
+    else:  # 1 - (1 - eta lam)^k, accurate for small eta lam (expm1/log1p) and for negative bases
+        b = 1.0 - eta * lam
+        with np.errstate(over="ignore"):
+            g = np.where(b > 0, -np.expm1(k * np.log1p(np.where(b > 0, -eta * lam, 0.0))), 1.0 - b ** k) / lam
+    return _linear_ensemble(g, V, Theta_cross, K_train, K_cross, K_test, y)

@@ -1,0 +1,10 @@
+"""Simulation of finite networks in JAX: ensembles, training, posterior samplers, estimators with error bars.
+"""
+from .._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, {
+    'networks': ['init_params', 'apply', 'ensemble_outputs', 'layer_kernels', 'empirical_nngp', 'empirical_ntk', 'EmpiricalNNGP', 'MEMORY_BUDGET_BYTES'],
+    'training': ['TrainedEnsemble', 'train_ensemble'],
+    'sampling': ['MALAResult', 'mala', 'network_log_posterior', 'sample_network_posterior', 'effective_sample_size', 'split_rhat'],
+    'estimators': ['k2', 'k4', 'jackknife', 'excess_kurtosis', 'vertex_from_metrics', 'conditional_next_metric', 'fit_inverse_width', 'relative_variance', 'nu_from_relative_variance'],
+})
