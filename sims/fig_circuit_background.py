@@ -1,6 +1,6 @@
 """Figure circuit_background: a random-feature background conditioned on the circuits' inputs.
 
-Model (sft.circuits.gaussian_equivalence, issue 6 item 4): f(x) = sum_k b_k sigma(u_k . x) + f_bg(x),
+Model (sft.circuits.gaussian_equivalence): f(x) = sum_k b_k sigma(u_k . x) + f_bg(x),
 f_bg(x) = N^{-1/2} sum_i a_i tanh(w_i . x), N = 16, a_i ~ N(a_mean = 0.5, 1), d = 32, circuits u_k = e_k.
 Three backgrounds, columns of the figure:
     untilted:      w_i ~ N(0, I/d)                 (f_bg feels s only through |x|)

@@ -1,5 +1,5 @@
 """Figure residual_gp: scoring interpretations of a network by interpretation + Gaussian-process residual
-(sft.circuits.residual_gp, issue 6 item 5).
+(sft.circuits.residual_gp).
 
 (a) Planted network, d = 16 Gaussian inputs: f = 3 sparse strong relu circuits b_k relu(3 u_k . x - 4.5)
     (u_k orthonormal, b = 3, -2, 2.5; each fires on 7% of inputs) + a background of N = 1000 relu neurons,

@@ -1,5 +1,5 @@
 """Gaussian-equivalence constants of an activation and the law of a random-feature background given a
-circuit's input (issue 6, item 4).
+circuit's input.
 
 Conventions (z ~ N(0, 1), h = sqrt(q) z a preactivation of variance q, h_k = He_k / sqrt(k!)):
 

@@ -1,5 +1,5 @@
 """Interpretation residual as a Gaussian process: score a discrete interpretation of a network by how
-well "interpretation + Gaussian background" predicts the network's outputs (issue 6, item 5).
+well "interpretation + Gaussian background" predicts the network's outputs.
 
 Network and interpretation. A network f (outputs on inputs x, shape (n,)) is read as a few discrete
 circuits plus a background, e.g. one hidden layer

@@ -1,5 +1,5 @@
 """Benchmark: the residual-GP diagnostic (sft.circuits.residual_gp) on a network of width 1000 with 10^4
-evaluation inputs (issue 6, item 7). float64, CPU.
+evaluation inputs. float64, CPU.
 
 Each interpretation is scored twice: kernel with C_b = 0 fixed (the background's true value; one SVD)
 and with C_b learnt (the default; one SVD per profile-likelihood evaluation).

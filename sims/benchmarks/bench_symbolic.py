@@ -1,6 +1,6 @@
 """Speed of the symbolic engine: Edgeworth, phi^4 diagrams, Schwinger-Dyson, diagrams vs brute-force Wick.
 
-Rows (targets from issue 4):
+Rows (with their targets):
 1. symbolic Edgeworth density to order n^{-3} (``sft.symbolic.edgeworth_density(6)``, symbolic
    lambda_3..lambda_8), and its conversion to a numpy function; target <= 2 s.
 2. phi^4 <x^2> by diagrams (``sft.symbolic.one_component_series(2, k, kind="no_vacuum")``, all orders
