@@ -25,6 +25,10 @@ Rev. Mod. Phys. 46, 465 (1974), section III):
 
 ATA is the exact single-impurity T-matrix resummed to first order in c; CPA is exact to O(c), and at
 c = 0 and c = 1; Born theories expand t in V and fail for dilute strong impurities.
+Checks (tests/test_impurity.py, figure ``impurity_alloy``): the T-matrix against exact inversion; alloy
+approximations against exact disorder Monte Carlo on a ring. Dilute strong impurities (c = 0.02, V = 4t):
+ATA and CPA within |z| < 2.7, Born and SCBA off by 5-130 sigma; ATA and CPA are exact to O(c) but miss 1-D
+impurity-pair and impurity-band structure at larger c (8-110 sigma at c = 0.05).
 """
 from __future__ import annotations
 

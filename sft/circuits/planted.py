@@ -35,6 +35,9 @@ singular-vector overlaps are twice the squared components of P^T psi. Closed for
 Below threshold the top eigenvalue / singular value sticks to the bulk edge and the overlaps -> 0.
 Finite n: outlier fluctuations are O(n^{-1/2}) (Gaussian, Capitaine-Donati-Martin-Feral 2009);
 the bias of the mean is O(1/n) away from threshold.
+Checks (tests/test_planted.py, figure ``planted_outliers``): simulations at n = 300-400 agree with the
+closed forms and the T-matrix roots within |z| <= 2; deviations shrink with n. Below threshold the top
+eigenvalue sticks to the bulk edge and the overlap vanishes as n grows.
 """
 from __future__ import annotations
 

@@ -60,6 +60,20 @@ Diagnostics (:func:`diagnose_interpretation`):
   skewness g1 = m3 / m2^{3/2} and excess kurtosis g2 = m4 / m2^2 - 3, null standard errors sqrt(6/M) and
   sqrt(24/M) (Gaussian sample, large M; Kendall & Stuart vol. 1, sec. 12.18), z-scores, and ``flagged``
   when either |z| > Z_MAX = 4.
+How to read a diagnosis. The held-out log-likelihood per point is the score: the network's outputs on fresh
+inputs under "interpretation + Gaussian background"; compare interpretations on the same inputs, a difference
+counts when it exceeds ~4x the combined error bars. If the interpretation is complete the residual is the
+background itself, so the fitted amplitude should approach a_var and the noise should be small (not exactly 0
+at finite m: a background of N neurons is only approximately in the span of m random features). A missed
+circuit is something the background prior cannot produce: excess noise, a lower score, and non-Gaussian
+whitened residuals (skewness and excess-kurtosis z-scores with null errors sqrt(6/M), sqrt(24/M); ``flagged``
+means |z| > 4 for either; a sparse strong circuit gives large positive skewness/kurtosis). Caveats: the flags
+test Gaussianity relative to the fitted model, so a smooth deterministic residual in few input dimensions,
+poorly covered by too few features, can also be flagged (increase ``n_features`` and n_fit before concluding);
+a small or nearly linear circuit is legitimately absorbed by the background; the amplitude prediction assumes
+a background much wider than the data (N >> n_fit); with M >~ 5000 held-out points even a complete
+interpretation can show a small kurtosis flag (z ~ 4-6, against hundreds for a missed sparse circuit): read
+the z-scores comparatively. Worked example on a trained network: README.md.
 """
 from __future__ import annotations
 
