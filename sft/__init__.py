@@ -11,11 +11,17 @@ Subpackages, in tiers that depend one way (numerics -> physics -> workflows):
 - ``sft.sim``       JAX ensembles, training, posterior samplers, estimators with error bars
 - ``sft.workflow``  figures registry and cache, reports, command line
 
-Conventions are stated once in :mod:`sft.conventions`. Subpackages load lazily on first use.
+Conventions are stated once in :mod:`sft.conventions` (including float64: ``import sft`` turns on
+``jax_enable_x64`` unless the environment variable ``SFT_NO_X64=1`` is set). Subpackages load lazily on first use.
 """
+import os
+
 import jax
 
-jax.config.update("jax_enable_x64", True)
+if os.environ.get("SFT_NO_X64", "") not in ("1", "true", "True", "yes"):
+    # float64 for the whole process; opt out with SFT_NO_X64=1 (see sft.conventions: sft's JAX entry
+    # points then raise until you enable x64 yourself).
+    jax.config.update("jax_enable_x64", True)
 
 from ._lazy import attach  # noqa: E402
 

@@ -23,7 +23,22 @@ Kernels (infinite width), K^(l)_{ab} = E[z_a z_b] for one neuron of layer l:
 These equal neural-tangents' ``stax.serial([Dense(w, W_std=sqrt(C_W), b_std=sqrt(C_b)), act] * depth
 + [Dense(1, W_std=sqrt(C_W), b_std=sqrt(C_b))])`` kernels (PDLT ch. 4 and 7 in the same notation).
 
-Numerics: theory in float64 (``jax_enable_x64`` is switched on when sft is imported).
+Numerics: theory in float64. ``import sft`` switches on ``jax_enable_x64`` for the whole process
+(JAX's default is float32). Every sft entry point that computes with JAX arrays calls
+:func:`require_x64` first and raises a ``RuntimeError`` if the flag is off at call time (for example
+after ``jax.config.update("jax_enable_x64", False)`` or inside ``jax.enable_x64(False)``), instead of
+silently returning float32 or failing later with an obscure error. Fix: call
+``jax.config.update("jax_enable_x64", True)`` (or wrap the call in ``with jax.enable_x64(True):``).
+Simulations that want float32 pass ``dtype=jnp.float32`` explicitly; the flag must still be on.
+
+Opt-out: set the environment variable ``SFT_NO_X64=1`` before the first ``import sft`` and sft leaves
+the global flag alone. Consequence: sft's JAX entry points (``sft.sim``, ``sft.kernels`` ...) then
+raise until you enable x64 yourself, globally or with ``with jax.enable_x64(True): ...`` around the
+sft calls; your own JAX code keeps JAX's float32 default. Pure numpy/sympy parts of sft are unaffected.
+
+Random networks: a parameter is drawn by ``jax.random.normal(key, shape, dtype)``, so the SAME key
+with ``dtype=float32`` and ``dtype=float64`` gives DIFFERENT networks (different samples, not a
+rounded copy); compare dtypes statistically, never network by network.
 """
 from __future__ import annotations
 
@@ -36,6 +51,23 @@ import numpy as np
 RTOL = {np.dtype("float64"): 1e-10, np.dtype("float32"): 1e-5}
 #: Largest |z| accepted by the statistical tests at a fixed seed.
 Z_MAX = 4.0
+
+
+def require_x64(name: str) -> None:
+    """Raise ``RuntimeError`` unless JAX's ``jax_enable_x64`` is on now (module docstring).
+
+    ``name`` is the calling entry point, quoted in the message. Reads the effective value, so
+    ``with jax.enable_x64(True):`` around a call also satisfies it.
+
+    >>> require_x64("sft.sim.layer_kernels")  # x64 is on after ``import sft``
+    """
+    import jax  # noqa: PLC0415  (conventions stays importable without loading JAX)
+
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(
+            f"{name} needs JAX float64, but jax_enable_x64 is off (JAX would silently compute in "
+            "float32). Fix: jax.config.update(\"jax_enable_x64\", True), or call it inside "
+            "`with jax.enable_x64(True):`. (sft turns the flag on at import unless SFT_NO_X64=1.)")
 
 
 def check_depth(depth) -> int:
