@@ -70,6 +70,85 @@ def require_x64(name: str) -> None:
             "`with jax.enable_x64(True):`. (sft turns the flag on at import unless SFT_NO_X64=1.)")
 
 
+#: Default PSD tolerance factor: tol = PSD_RTOL_FACTOR * n * eps * max|lam| (see :func:`psd_eigh`).
+PSD_RTOL_FACTOR = 10.0
+
+
+def psd_eigh(name: str, A, *, definite: bool = False, rtol: float | None = None, vectors: bool = True):
+    """Eigen-decomposition of a real symmetric matrix (or stack (..., n, n)) that must be positive
+    semi-definite (``definite=False``) or positive definite (``definite=True``), within a tolerance.
+
+    Tolerance rule (per matrix): ``tol = rtol * max|lam|`` with default ``rtol = 10 n eps``, n the size
+    and eps = 2.2e-16 the float64 machine epsilon. Symmetric eigensolvers are backward stable, so the
+    computed eigenvalues are exact for A + E with ||E||_2 ~ n eps ||A||_2 (Golub & Van Loan, *Matrix
+    Computations*, 4th ed., sec. 8.3), and rounding the entries of A itself (a Gram matrix X X^T, a
+    kernel) adds errors of the same order: an exactly singular PSD matrix may come out with
+    lam_min = -1e-16 lam_max on one CPU and +1e-16 on another. Hence
+
+    - PSD: accepted iff lam_min >= -tol; eigenvalues in [-tol, 0) are returned as exactly 0;
+    - PD:  accepted iff lam_min > tol (a matrix singular within rounding is not invertible);
+
+    otherwise ValueError naming ``name``, lam_min, lam_max and tol. Callers whose matrix carries a
+    larger known error (e.g. a quadrature) pass a larger ``rtol`` and say why. The matrix must be
+    finite, square and symmetric within ``RTOL[float64] * max|A|`` (else ValueError); the symmetric
+    part 0.5 (A + A^T) is decomposed (numpy ``eigh``/``eigvalsh``, ascending eigenvalues).
+
+    Returns ``(lam, V)`` ((..., n), (..., n, n)) or ``lam`` alone if ``vectors=False``.
+
+    >>> import numpy as np
+    >>> x = np.array([[1.0, 2.0], [2.0, 4.0], [0.5, 1.0]])        # rank 1: G = x x^T is singular
+    >>> lam = psd_eigh("G", x @ x.T, vectors=False)             # PSD: fine, lam_min >= 0 (clipped)
+    >>> bool(lam.min() >= 0), round(float(lam[-1]), 12)
+    (True, 26.25)
+    >>> psd_eigh("G", x @ x.T, definite=True)                   # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: G is not positive definite: smallest eigenvalue ... <= tol = ...
+    """
+    a = np.asarray(A, dtype=np.float64)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2] or a.shape[-1] < 1:
+        raise ValueError(f"{name} has shape {a.shape}: it must be a square (n, n) matrix with n >= 1")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf: it must be finite")
+    n = a.shape[-1]
+    scale = np.max(np.abs(a), axis=(-2, -1), keepdims=True)
+    asym = np.max(np.abs(a - np.swapaxes(a, -1, -2)), axis=(-2, -1), keepdims=True)
+    rtol_sym = RTOL[np.dtype("float64")]
+    if np.any(asym > rtol_sym * scale):
+        i = np.argmax((asym / np.where(scale > 0, scale, 1.0)).ravel())
+        raise ValueError(f"{name} is not symmetric: max |A - A^T| = {asym.ravel()[i]:.3g} exceeds "
+                         f"{rtol_sym:g} x max |A| = {rtol_sym * scale.ravel()[i]:.3g}")
+    a = 0.5 * (a + np.swapaxes(a, -1, -2))
+    if rtol is None:
+        rtol = PSD_RTOL_FACTOR * n * np.finfo(np.float64).eps
+    elif not (np.isfinite(rtol) and rtol >= 0):
+        raise ValueError(f"rtol={rtol!r} is not allowed: a finite number >= 0")
+    lam, V = np.linalg.eigh(a) if vectors else (np.linalg.eigvalsh(a), None)
+    tol = rtol * np.max(np.abs(lam), axis=-1, keepdims=True)
+    bad = lam[..., :1] <= tol if definite else lam[..., :1] < -tol
+    if np.any(bad):
+        i = np.argmax(bad.ravel())
+        lo, hi, t = lam.reshape(-1, n)[i, 0], lam.reshape(-1, n)[i, -1], tol.ravel()[i]
+        which = "" if a.ndim == 2 else f" (matrix {np.unravel_index(i, a.shape[:-2])} of the stack)"
+        rule = f"<= tol = {t:.3g}" if definite else f"< -tol = {-t:.3g}"
+        raise ValueError(f"{name} is not positive {'definite' if definite else 'semi-definite'}{which}: "
+                         f"smallest eigenvalue {lo:.6g} {rule} (largest {hi:.6g}; tol = {rtol:.3g} x "
+                         "max|lambda|, the rounding level of a symmetric eigensolver)")
+    lam = np.where(lam < 0, 0.0, lam)
+    return (lam, V) if vectors else lam
+
+
+def pd_inverse(name: str, A, *, rtol: float | None = None) -> np.ndarray:
+    """A^{-1} = V diag(1/lam) V^T of a symmetric positive-definite matrix (or stack), via :func:`psd_eigh`
+    with ``definite=True`` (ValueError if A is singular within its tolerance). Stable for any condition
+    number the tolerance admits: no LU pivoting on a symmetric matrix.
+
+    >>> pd_inverse("K", [[2.0, 1.0], [1.0, 2.0]]).round(12).tolist()
+    [[0.666666666667, -0.333333333333], [-0.333333333333, 0.666666666667]]
+    """
+    lam, V = psd_eigh(name, A, definite=True, rtol=rtol)
+    return (V / lam[..., None, :]) @ np.swapaxes(V, -1, -2)
+
+
 def check_depth(depth) -> int:
     """Validate ``depth`` (number of hidden layers): an integer >= 1."""
     if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
