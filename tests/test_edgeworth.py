@@ -17,7 +17,7 @@ import scipy.stats as st
 import sympy as sp
 
 from sft.symbolic import edgeworth as E
-from sft.gaussian import hermite_he
+from sft.symbolic import hermite_he
 
 x, eps = E.X, E.EPS
 lam = sp.symbols("lambda3:9", real=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from sft.gaussian import hermite_he, hermite_he_numeric, hermite_tensor
+from sft.symbolic import hermite_he, hermite_he_numeric, hermite_tensor
 
 x = sp.Symbol("x", real=True)
 

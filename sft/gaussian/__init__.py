@@ -1,10 +1,9 @@
 """Gaussian numerics: expectations of activations under 1- and 2-d Gaussians (Mehler/Hermite series,
-quadrature), Hermite polynomials and tensors, and independent references used by the tests.
+quadrature), and independent references used by the tests.
 """
 from .._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     'expectations': ['gaussian_expectation', 'diag_expectations', 'pair_expectations', 'HermiteCoefficients', 'hermite_coefficients', 'mehler_expectations', 'pair_and_diag_expectations', 'TOL', 'N_MAX'],
-    'hermite': ['hermite_he', 'hermite_he_numeric', 'hermite_tensor', 'check_covariance'],
     'references': ['polar_expectation'],
 })

@@ -39,7 +39,7 @@ cumulant tensors kappa_r (r >= 3, kappa_r = O(eps^{r-2})):
                  prod_m (1/k_m!) (1/(m+2)!)^{k_m} < (x)_m kappa_{m+2}^{(x) k_m} , H_R(x - mu; K) >],
 
 the outer (tensor) product over m of k_m copies of kappa_{m+2}, fully contracted with H_R, the tensor
-Hermite polynomial of order R = j + 2 sum k_m (:mod:`sft.gaussian.hermite`); the same partitions as above.
+Hermite polynomial of order R = j + 2 sum k_m (:mod:`sft.symbolic.hermite`); the same partitions as above.
 
 Cornish-Fisher (Cornish & Fisher 1937; Hall 1992 sec. 2.5): the p-quantile of S_n is
 x_p ~ z + sum_j eps^j h_j(z), z = Phi^{-1}(p), h_1 = lambda_3 He_2(z)/6, derived here by inverting the
@@ -62,7 +62,7 @@ import sympy as sp
 from sympy.utilities.iterables import partitions
 
 from .cumulants import check_order
-from ..gaussian.hermite import check_covariance, hermite_he, hermite_tensor
+from .hermite import check_covariance, hermite_he, hermite_tensor
 
 __all__ = ["X", "T", "Z", "EPS", "standardized_cumulants", "edgeworth_cf_coefficients",
            "edgeworth_polynomials", "edgeworth_density", "edgeworth_cdf", "edgeworth_cf",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from ..symbolic.cumulants import check_order
+from .cumulants import check_order
 
 __all__ = ["hermite_he", "hermite_he_numeric", "hermite_tensor", "check_covariance"]
 
