@@ -5,5 +5,6 @@ from .._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     'vertex': ['SingleInput', 'MultiInput', 'single_input', 'multi_input', 'single_input_step', 'neuron_excess_kurtosis', 'gaussian_rule', 'nu_scale_invariant', 'nu_from_recursion', 'width_ratios'],
     'ntk_variance': ['NTKFluctuations', 'ntk_fluctuations', 'ntk_step', 'ntk_relative_variance', 'nu_theta_from_recursion', 'deep_linear_ntk_second_moment', 'deep_linear_ntk_relative_variance', 'NTKFluctuationsMulti', 'ntk_fluctuations_multi', 'ntk_step_multi', 'readout_ntk_covariance'],
+    'one_layer_cumulants': ['one_hidden_layer_cumulant', 'one_hidden_layer_cumulants', 'neuron_cumulants'],
     'deep_linear': ['output_moment', 'metric_relative_variance', 'excess_kurtosis', 'first_order_excess_kurtosis', 'scale_invariant_nu', 'sample_outputs'],
 })
