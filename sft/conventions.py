@@ -102,7 +102,7 @@ def psd_eigh(name: str, A, *, definite: bool = False, rtol: float | None = None,
     (True, 26.25)
     >>> psd_eigh("G", x @ x.T, definite=True)                   # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ValueError: G is not positive definite: smallest eigenvalue ... <= tol = ...
+    ValueError: G is not positive definite: its smallest eigenvalue is ... <= tol = ...
     """
     a = np.asarray(A, dtype=np.float64)
     if a.ndim < 2 or a.shape[-1] != a.shape[-2] or a.shape[-1] < 1:
@@ -131,7 +131,7 @@ def psd_eigh(name: str, A, *, definite: bool = False, rtol: float | None = None,
         which = "" if a.ndim == 2 else f" (matrix {np.unravel_index(i, a.shape[:-2])} of the stack)"
         rule = f"<= tol = {t:.3g}" if definite else f"< -tol = {-t:.3g}"
         raise ValueError(f"{name} is not positive {'definite' if definite else 'semi-definite'}{which}: "
-                         f"smallest eigenvalue {lo:.6g} {rule} (largest {hi:.6g}; tol = {rtol:.3g} x "
+                         f"its smallest eigenvalue is {lo:.6g} {rule} (largest {hi:.6g}; tol = {rtol:.3g} x "
                          "max|lambda|, the rounding level of a symmetric eigensolver)")
     lam = np.where(lam < 0, 0.0, lam)
     return (lam, V) if vectors else lam

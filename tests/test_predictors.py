@@ -186,7 +186,7 @@ def test_gp_posterior_bad_input(args, kw, match):
 
 
 @pytest.mark.parametrize("theta,kw,match", [
-    ((np.ones((P, P)), TX), {}, "Theta_train is not positive definite: its smallest eigenvalue"),
+    ((np.ones((P, P)), TX), {"t": np.inf}, "Theta_train is not positive definite: its smallest eigenvalue"),
     ((TTR, TX[:, :-1]), {}, "Theta_cross has shape"),
     ((TTR[:-1, :-1], TX), {}, "Theta_train has shape"),
     ((TTR, TX), {"t": -1.0}, "t=-1.0"),

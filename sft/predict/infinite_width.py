@@ -23,9 +23,8 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-import scipy.linalg
 
-from ..conventions import RTOL
+from ..conventions import RTOL, psd_eigh
 
 __all__ = ["GPPosterior", "EnsemblePrediction", "gp_posterior", "ntk_flow", "ntk_gradient_descent",
            "gd_stability_limit"]
@@ -96,26 +95,16 @@ def _ntk_blocks(Theta_train, Theta_cross, P, M):
     return Theta_train, Theta_cross
 
 
-def _not_pd_error(name, A, extra=""):
-    lam = np.linalg.eigvalsh(A)[0]
-    return ValueError(f"{name} is not positive definite: its smallest eigenvalue is {lam:.6g}{extra}; "
-                      "use distinct inputs, add observation noise, or a bias C_b > 0")
+def _eigh(name, A, definite, hint):
+    """(lam, V) of a PSD (``definite=False``) or PD matrix, tolerance of :func:`sft.conventions.psd_eigh`."""
+    try:
+        return psd_eigh(name, A, definite=definite)
+    except ValueError as err:
+        raise ValueError(f"{err}; {hint}") from None
 
 
-def _eigh_pd(name, A):
-    lam, V = np.linalg.eigh(A)
-    if lam[0] <= 0:
-        raise _not_pd_error(name, A)
-    return lam, V
-
-
-def _check_psd(name, A):
-    """Covariance blocks must be positive semi-definite: lam_min >= -RTOL[float64] P max(|lam|, 1)."""
-    lam = np.linalg.eigvalsh(A) if A.size else np.zeros(1)
-    tol = RTOL[np.dtype("float64")] * A.shape[0] * max(np.max(np.abs(lam)), 1.0)
-    if lam[0] < -tol:
-        raise ValueError(f"{name} is not positive semi-definite: its smallest eigenvalue is {lam[0]:.6g} "
-                         f"< -{tol:.3g}; it is the covariance of the initial outputs f_0 and must be PSD")
+_PD_HINT = "use distinct inputs, add observation noise, or a bias C_b > 0"
+_COV_HINT = "it is the covariance of the initial outputs f_0 and must be PSD"
 
 
 def _nonnegative(name, value, allow_inf=True):
@@ -137,7 +126,9 @@ def gp_posterior(K_train, K_cross, K_test, y, *, noise) -> GPPosterior:
         log p(y) = -1/2 tr(y^T A^{-1} y) - (k/2) log det A - (k P / 2) log(2 pi)
 
     (Rasmussen & Williams 2006, eqs. (2.22)-(2.24), (2.30); summed over the k independent columns of
-    y). Raises ValueError with the smallest eigenvalue when A is not positive definite.
+    y). Evaluated in the eigenbasis of A (``A = V diag(lam) V^T``, stable for a symmetric matrix).
+    Raises ValueError with the smallest eigenvalue when A is not positive definite within the tolerance
+    of :func:`sft.conventions.psd_eigh` (10 P eps lam_max): a singular A has no posterior.
 
     >>> import numpy as np
     >>> post = gp_posterior(np.eye(2), np.array([[0.5, 0.0]]), np.eye(1), np.array([1.0, 2.0]), noise=0.0)
@@ -147,21 +138,25 @@ def gp_posterior(K_train, K_cross, K_test, y, *, noise) -> GPPosterior:
     K_train, K_cross, K_test, y = _blocks(K_train, K_cross, K_test, y)
     noise = _nonnegative("noise", noise, allow_inf=False)
     A = K_train + noise * np.eye(K_train.shape[0])
-    try:
-        c = scipy.linalg.cho_factor(A, lower=True)
-    except np.linalg.LinAlgError:
-        raise _not_pd_error("K_train + noise I", A, f" (noise = {noise:g})") from None
-    alpha = scipy.linalg.cho_solve(c, y)
-    W = scipy.linalg.solve_triangular(c[0], K_cross.T, lower=True)  # L^{-1} K_cross^T  (P, M)
+    lam, V = _eigh(f"K_train + noise I (noise = {noise:g})", A, True, _PD_HINT)
+    yt = V.T @ y                                                       # y in the eigenbasis
+    alpha = V @ (yt / (lam if y.ndim == 1 else lam[:, None]))          # A^{-1} y
+    W = (V.T @ K_cross.T) / np.sqrt(lam)[:, None]                      # lam^{-1/2} V^T K_cross^T  (P, M)
     cov = K_test - W.T @ W
     k = 1 if y.ndim == 1 else y.shape[1]
     P = K_train.shape[0]
-    logml = (-0.5 * float(np.sum(y * alpha)) - k * float(np.sum(np.log(np.diag(c[0]))))
+    logml = (-0.5 * float(np.sum(y * alpha)) - 0.5 * k * float(np.sum(np.log(lam)))
              - 0.5 * k * P * np.log(2 * np.pi))
     return GPPosterior(K_cross @ alpha, 0.5 * (cov + cov.T), logml)
 
 
 # ------------------------------------------------------------------------- NTK ensemble (linear)
+def _spectral(lam, numerator, at_zero):
+    """numerator / lam, with the limit ``at_zero`` on exactly-zero eigenvalues (psd_eigh clips the
+    rounding-level ones to 0; tiny positive ones divide accurately since numerator ~ lam at_zero)."""
+    return np.divide(numerator, lam, out=np.full_like(lam, at_zero), where=lam > 0)
+
+
 def _linear_ensemble(g, V, Theta_cross, K_train, K_cross, K_test, y):
     """Mean and covariance of f(x*) = f_0(x*) - T (f_0(X) - y), f_0 ~ N(0, K), T = Theta_cross g(Theta).
 
@@ -187,8 +182,11 @@ def ntk_flow(Theta_train, Theta_cross, K_train, K_cross, K_test, y, *, t, learni
 
     evaluated in the eigenbasis of Theta_train (so any t costs one eigendecomposition; t = inf is
     exact: T = Theta* Theta^{-1}, the NTK kernel regression). ``t`` >= 0 (float or np.inf),
-    ``learning_rate`` = eta > 0. Theta_train must be positive definite and K_train positive
-    semi-definite (ValueError otherwise, with the smallest eigenvalue).
+    ``learning_rate`` = eta > 0. Theta_train and K_train must be positive semi-definite; at finite t a
+    zero mode of Theta_train (e.g. more training points than features) is frozen,
+    (1 - e^{-eta lam t}) / lam -> eta t, while t = inf needs Theta_train positive definite. "Zero" and
+    "definite" are within the tolerance of :func:`sft.conventions.psd_eigh` (10 P eps lam_max);
+    ValueError otherwise, with the smallest eigenvalue.
 
     >>> import numpy as np
     >>> out = ntk_flow(np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.array([2.0]), t=np.inf)
@@ -201,9 +199,9 @@ def ntk_flow(Theta_train, Theta_cross, K_train, K_cross, K_test, y, *, t, learni
     eta = _nonnegative("learning_rate", learning_rate, allow_inf=False)
     if eta == 0:
         raise ValueError("learning_rate=0 is not allowed: learning_rate must be > 0 and finite")
-    lam, V = _eigh_pd("Theta_train", Theta_train)
-    _check_psd("K_train", K_train)
-    g = 1.0 / lam if np.isinf(t) else -np.expm1(-eta * lam * t) / lam
+    lam, V = _eigh("Theta_train", Theta_train, np.isinf(t), _PD_HINT + " (or a finite t)")
+    _eigh("K_train", K_train, False, _COV_HINT)
+    g = 1.0 / lam if np.isinf(t) else _spectral(lam, -np.expm1(-eta * lam * t), eta * t)
     return _linear_ensemble(g, V, Theta_cross, K_train, K_cross, K_test, y)
 
 
@@ -214,11 +212,17 @@ def gd_stability_limit(Theta_train) -> float:
     eigenvalues lam of Theta_train, i.e. eta < 2 / lam_max (Lee et al. 2019, sec. 2.4 / app. on
     discrete time; the "catapult" regime lies above it).
 
+    Only lam_max is needed, so Theta_train may be singular (it is PSD, checked within the tolerance of
+    :func:`sft.conventions.psd_eigh`); it must not vanish.
+
     >>> gd_stability_limit([[2.0, 0.0], [0.0, 0.5]])
     1.0
     """
     Theta_train = _symmetric("Theta_train", Theta_train)
-    return 2.0 / float(_eigh_pd("Theta_train", Theta_train)[0][-1])
+    lam_max = float(_eigh("Theta_train", Theta_train, False, "the NTK is PSD")[0][-1])
+    if not lam_max > 0:
+        raise ValueError("Theta_train is zero: every learning rate is stable (no largest eigenvalue > 0)")
+    return 2.0 / lam_max
 
 
 def ntk_gradient_descent(Theta_train, Theta_cross, K_train, K_cross, K_test, y, *, steps, learning_rate,
@@ -231,7 +235,9 @@ def ntk_gradient_descent(Theta_train, Theta_cross, K_train, K_cross, K_test, y, 
     :func:`ntk_flow` with e^{-eta Theta t} replaced by (I - eta Theta)^k. As eta -> 0 at fixed k eta = t
     it approaches the flow with an O(eta) error.
 
-    ``steps``: integer >= 0 or np.inf (the converged kernel regression, only when stable).
+    ``steps``: integer >= 0 or np.inf (the converged kernel regression, only when stable). Theta_train
+    and K_train must be PSD; a zero mode of Theta_train is frozen ((1 - (1 - eta lam)^k) / lam -> k eta),
+    ``steps=np.inf`` needs Theta_train positive definite (tolerances as in :func:`ntk_flow`).
     Stability: eta < 2 / lam_max(Theta_train) (:func:`gd_stability_limit`). At or above it the top
     eigenmode does not contract and the prediction grows like |1 - eta lam_max|^k: with
     ``unstable="warn"`` (default) a RuntimeWarning states the limit and the result is returned; with
@@ -247,9 +253,9 @@ def ntk_gradient_descent(Theta_train, Theta_cross, K_train, K_cross, K_test, y, 
     eta = _nonnegative("learning_rate", learning_rate, allow_inf=False)
     if eta == 0:
         raise ValueError("learning_rate=0 is not allowed: learning_rate must be > 0 and finite")
-    lam, V = _eigh_pd("Theta_train", Theta_train)
-    _check_psd("K_train", K_train)
-    limit = 2.0 / lam[-1]
+    lam, V = _eigh("Theta_train", Theta_train, np.isinf(k), _PD_HINT + " (or finite steps)")
+    _eigh("K_train", K_train, False, _COV_HINT)
+    limit = 2.0 / lam[-1] if lam[-1] > 0 else np.inf
     if eta >= limit:
         msg = (f"learning_rate={eta:g} is at or above the gradient-descent stability limit "
                f"2/lambda_max(Theta_train) = {limit:.6g}: the top eigenmode grows like "
@@ -262,5 +268,6 @@ def ntk_gradient_descent(Theta_train, Theta_cross, K_train, K_cross, K_test, y, 
     else:  # 1 - (1 - eta lam)^k, accurate for small eta lam (expm1/log1p) and for negative bases
         b = 1.0 - eta * lam
         with np.errstate(over="ignore"):
-            g = np.where(b > 0, -np.expm1(k * np.log1p(np.where(b > 0, -eta * lam, 0.0))), 1.0 - b ** k) / lam
+            num = np.where(b > 0, -np.expm1(k * np.log1p(np.where(b > 0, -eta * lam, 0.0))), 1.0 - b ** k)
+        g = _spectral(lam, num, k * eta)
     return _linear_ensemble(g, V, Theta_cross, K_train, K_cross, K_test, y)
