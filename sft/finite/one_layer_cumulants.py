@@ -66,7 +66,9 @@ def _first_layer_kernel(x, C_W, C_b):
 
 
 def _abs_moment(k):
-    """E|u|^k, u ~ N(0, 1)."""
+    """E|u|^k, u ~ N(0, 1): (k-1)!! for even k (exact), else 2^(k/2) Gamma((k+1)/2) / sqrt(pi)."""
+    if k % 2 == 0:
+        return float(math.prod(range(1, k, 2)))
     return 2.0 ** (k / 2) * math.gamma((k + 1) / 2) / math.sqrt(math.pi)
 
 
