@@ -1,18 +1,23 @@
-"""Command line of sft: ``sft figures [--quick] [--only NAME ...] [--out DIR] [--cache DIR] [--list]``.
+"""Command line of sft: ``sft figures [--quick] [--only NAME ...] [--out DIR] [--cache DIR] [--list]``;
+``sft --version`` prints the version.
 
-Also ``python -m sft figures ...``. See :mod:`sft.workflow.figures` for the registry and the cache.
+Also ``python -m sft figures ...``. Ctrl-C stops after the current piece (it is cached) with exit
+status 130; a second Ctrl-C aborts at once. See :mod:`sft.workflow.figures` for the registry and the cache.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
 from . import figures as _figures
+from .. import __version__
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sft",
                                      description="Statistical field theory of wide networks.")
+    parser.add_argument("--version", action="version", version=f"sft {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     fig = commands.add_parser("figures", help="compute (cached) and plot the figures of sims/fig_*.py",
                               description="Compute (cached) and plot the figures of sims/fig_*.py.")
@@ -43,6 +48,11 @@ def main(argv=None) -> int:
             print(f"{fig.name:24s} {fig.description}")
         return 0
     mode = "quick" if args.quick else "full"
-    for fig in chosen:
-        _figures.build(fig, mode, args.out, args.cache)
+    with _figures.stop_on_interrupt():  # Ctrl-C: stop between pieces, exit 130
+        try:
+            for fig in chosen:
+                _figures.build(fig, mode, args.out, args.cache)
+        except _figures.Interrupted as err:
+            print(f"sft figures: {err}", file=sys.stderr)
+            return 130
     return 0
