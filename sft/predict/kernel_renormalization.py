@@ -70,7 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from ..conventions import check_widths, layer_constants
+from ..conventions import check_widths, layer_constants, psd_eigh
 from ..kernels.recursion import nngp
 
 __all__ = ["Saddle", "Prediction", "saddle_point", "bpkr_posterior", "exact_posterior", "gibbs_sample",
@@ -119,13 +119,12 @@ def _kernel_data(K, y, temperature):
         raise ValueError(f"y has shape {y.shape}: it must be (P,) = ({K.shape[0]},)")
     if not (np.all(np.isfinite(K)) and np.all(np.isfinite(y))):
         raise ValueError("K and y must be finite (no NaN or inf)")
-    k, V = np.linalg.eigh(0.5 * (K + K.T))
-    if k[0] < -1e-10 * max(k[-1], 0.0) or (temperature == 0 and k[0] <= 1e-12 * k[-1]):
-        raise ValueError(f"K is not positive {'definite' if temperature == 0 else 'semi-definite'}: "
-                         f"smallest eigenvalue {k[0]:.3g} (largest {k[-1]:.3g})"
-                         + ("; at temperature=0 K must be invertible (use temperature > 0)"
-                            if temperature == 0 else ""))
-    return np.clip(k, 0.0, None), V, V.T @ y
+    try:  # tolerance 10 P eps lam_max (sft.conventions.psd_eigh); eigenvalues within it clipped to 0
+        k, V = psd_eigh("K", K, definite=temperature == 0)
+    except ValueError as err:
+        raise ValueError(f"{err}" + ("; at temperature=0 K must be invertible (use temperature > 0)"
+                                     if temperature == 0 else "")) from None
+    return k, V, V.T @ y
 
 
 def _R(U, k, yt, T):

@@ -51,10 +51,9 @@ import itertools
 from typing import NamedTuple
 
 import numpy as np
-import scipy.linalg
 
 from ..kernels.activations import get_activation
-from ..conventions import check_depth, check_widths, layer_constants
+from ..conventions import check_depth, check_widths, layer_constants, pd_inverse
 from ..finite.vertex import multi_input
 from ..kernels.recursion import nngp
 
@@ -122,14 +121,8 @@ def _setup(K, y, train, test, noise):
     noise = float(noise)
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise = {noise}: it must be a finite variance >= 0")
-    Kt = K[np.ix_(train, train)] + noise * np.eye(train.size)
-    try:
-        c = scipy.linalg.cho_factor(Kt, lower=True)
-    except np.linalg.LinAlgError:
-        lam = np.linalg.eigvalsh(Kt)[0]
-        raise ValueError(f"K_train + noise I is not positive definite (smallest eigenvalue {lam:.3g}, "
-                         f"noise = {noise:g})") from None
-    Kinv = scipy.linalg.cho_solve(c, np.eye(train.size))
+    # eigenbasis inverse; ValueError if singular within 10 P eps lam_max (sft.conventions.psd_eigh)
+    Kinv = pd_inverse(f"K_train + noise I (noise = {noise:g})", K[np.ix_(train, train)] + noise * np.eye(train.size))
     R = np.zeros((test.size, N))
     R[np.arange(test.size), test] = 1.0
     R[:, train] -= K[np.ix_(test, train)] @ Kinv                                # a = k_*^T K~^{-1}
