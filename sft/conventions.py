@@ -210,3 +210,89 @@ def check_inputs(x1, x2=None) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"x1 has feature dimension {arrays[0].shape[1]} but x2 has "
                          f"{arrays[1].shape[1]}: they must be equal")
     return arrays[0], arrays[1]
+
+
+# ------------------------------------------------------------------ scalar, flag and array arguments
+# Entry-point checks shared by sft's public functions: each returns the cleaned value or raises a
+# ValueError that names the argument, quotes the value and says what is allowed.
+
+def check_flag(name: str, value) -> bool:
+    """A boolean flag: ``True``/``False`` (Python or numpy bool) only, never a truthy string or number.
+
+    >>> check_flag("all_layers", False)
+    False
+    >>> check_flag("all_layers", "no")
+    Traceback (most recent call last):
+    ValueError: all_layers='no' is not allowed: all_layers is a flag, give True or False
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ValueError(f"{name}={value!r} is not allowed: {name} is a flag, give True or False")
+
+
+def check_int(name: str, value, minimum: int | None = None) -> int:
+    """An integer (Python or numpy; not a bool, not a float such as 2.0) >= ``minimum`` if given.
+
+    >>> check_int("n_steps", 3, 1)
+    3
+    >>> check_int("n_steps", 2.5, 1)
+    Traceback (most recent call last):
+    ValueError: n_steps=2.5 is not allowed: n_steps must be an integer >= 1
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or (minimum is not None and value < minimum):
+        rule = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name}={value!r} is not allowed: {name} must be an integer{rule}")
+    return int(value)
+
+
+def check_real(name: str, value, *, minimum=None, maximum=None, strict: bool = False) -> float:
+    """A finite real scalar (Python/numpy number or 0-d array; not a bool, str, complex or array)
+    with ``minimum <= value <= maximum`` (``strict=True``: ``minimum < value < maximum``).
+
+    >>> check_real("noise", 0.5, minimum=0, strict=True)
+    0.5
+    >>> check_real("noise", float("nan"), minimum=0, strict=True)
+    Traceback (most recent call last):
+    ValueError: noise=nan is not allowed: noise must be a finite real number > 0
+    """
+    v = value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+    ok = not isinstance(v, (bool, np.bool_)) and isinstance(v, numbers.Real) and np.isfinite(v)
+    if ok and minimum is not None:
+        ok = v > minimum if strict else v >= minimum
+    if ok and maximum is not None:
+        ok = v < maximum if strict else v <= maximum
+    if not ok:
+        lo = "" if minimum is None else f" {'>' if strict else '>='} {minimum:g}"
+        hi = "" if maximum is None else f"{' and' if lo else ''} {'<' if strict else '<='} {maximum:g}"
+        raise ValueError(f"{name}={value!r} is not allowed: {name} must be a finite real number{lo}{hi}")
+    return float(v)
+
+
+def check_array(name: str, value, *, ndim=None, dtype=np.float64, min_size: int = 1) -> np.ndarray:
+    """A finite numeric array of ``dtype`` (float64 default; complex128 for complex data) with
+    ``ndim`` dimensions (an int or a tuple of allowed ints; None = any) and at least ``min_size``
+    entries. Strings, objects, NaN and inf are rejected with a ValueError naming ``name``.
+
+    >>> check_array("x", [[1.0, 2.0]], ndim=2).shape
+    (1, 2)
+    >>> check_array("x", [1.0, float("nan")])
+    Traceback (most recent call last):
+    ValueError: x contains NaN or inf: it must be finite
+    """
+    if np.dtype(dtype).kind == "f" and np.iscomplexobj(value):
+        raise ValueError(f"{name} is complex: it must be real")
+    try:
+        a = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not allowed: give a numeric array "
+                         f"({np.dtype(dtype).name})") from None
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and a.ndim not in allowed:
+        want = " or ".join(str(d) for d in allowed)
+        raise ValueError(f"{name} has shape {a.shape}: it must have {want} dimension(s)")
+    if a.size < min_size:
+        raise ValueError(f"{name} has shape {a.shape}: it must have at least {min_size} entries")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf: it must be finite")
+    return a
