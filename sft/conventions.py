@@ -280,13 +280,14 @@ def check_array(name: str, value, *, ndim=None, dtype=np.float64, min_size: int 
     Traceback (most recent call last):
     ValueError: x contains NaN or inf: it must be finite
     """
-    if np.dtype(dtype).kind == "f" and np.iscomplexobj(value):
-        raise ValueError(f"{name} is complex: it must be real")
     try:
-        a = np.asarray(value, dtype=dtype)
+        complex_input = np.iscomplexobj(value)
+        a = None if complex_input and np.dtype(dtype).kind == "f" else np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
         raise ValueError(f"{name}={value!r} is not allowed: give a numeric array "
                          f"({np.dtype(dtype).name})") from None
+    if a is None:
+        raise ValueError(f"{name} is complex: it must be real")
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if allowed is not None and a.ndim not in allowed:
         want = " or ".join(str(d) for d in allowed)
