@@ -68,7 +68,7 @@ __all__ = ["X", "T", "Z", "EPS", "standardized_cumulants", "edgeworth_cf_coeffic
            "edgeworth_polynomials", "edgeworth_density", "edgeworth_cdf", "edgeworth_cf",
            "nearly_gaussian_density", "nearly_gaussian_cdf", "cornish_fisher_polynomials",
            "cornish_fisher_quantile", "multivariate_edgeworth_density", "to_numeric",
-           "density_minimum", "is_nonnegative"]
+           "density_minimum", "is_nonnegative", "edgeworth_density_numeric"]
 
 X = sp.Symbol("x", real=True)
 T = sp.Symbol("t", real=True)
@@ -369,3 +369,45 @@ def is_nonnegative(density, lo, hi, *, num=2001):
     """True if the 1-D ``density`` is >= 0 everywhere on [lo, hi] (grid + refinement, see
     :func:`density_minimum`)."""
     return density_minimum(density, lo, hi, num=num)[1] >= 0.0
+
+
+def edgeworth_density_numeric(x, order, lambdas, *, eps):
+    """Edgeworth density phi(x) [1 + sum_{j=1}^{order} eps^j p_j(x)] evaluated in float64 numpy, without sympy.
+
+    The same truncation as :func:`edgeworth_density` (module docstring). The coefficients c_j(s) of
+    exp(sum_{m>=1} eps^m g_m(s)), g_m = lambda_{m+2} s^{m+2} / (m+2)!, come from the power-series
+    recursion j c_j = sum_{m=1}^{j} m g_m c_{j-m}, c_0 = 1 (polynomials in s as coefficient arrays);
+    s^k -> He_k(x) is then summed by Clenshaw's recurrence (numpy.polynomial.hermite_e.hermeval).
+    O(order^3) to set up, O(order) per point.
+
+    x: array of any shape (finite); order >= 0; lambdas: [lambda_3, ..., lambda_{order+2}] standardized
+    cumulants (finite; extra entries ignored); eps = n^{-1/2} for the standardized sum of n iid variables
+    (eps = 1 for a nearly-Gaussian law whose cumulants carry the small parameter). Returns float64, x.shape.
+    Like every truncated Edgeworth density it can be negative in places.
+
+    >>> f = edgeworth_density_numeric(np.array([0.0, 1.0]), 2, [2.0, 6.0], eps=0.1)   # Exp(1), n = 100
+    >>> g = to_numeric(edgeworth_density(2, [2, 6]), X, EPS)
+    >>> bool(np.allclose(f, g(np.array([0.0, 1.0]), 0.1), rtol=1e-14, atol=0))
+    True
+    """
+    order = check_order(order)
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"x contains {float(x[~np.isfinite(x)].ravel()[0])!r}: the density needs finite points")
+    lam = np.asarray(lambdas, dtype=np.float64) if isinstance(lambdas, (list, tuple, np.ndarray)) else None
+    if lam is None or lam.ndim != 1 or lam.size < order or not np.all(np.isfinite(lam[:order])):
+        raise ValueError(f"lambdas={lambdas!r} is not allowed: order={order} needs a 1-D sequence of finite "
+                         f"standardized cumulants [lambda_3, ..., lambda_{order + 2}] (length >= {order})")
+    if isinstance(eps, bool) or not (np.ndim(eps) == 0 and np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps={eps!r} is not allowed: give a finite number >= 0 (n^(-1/2) for a sum of n terms)")
+    deg = 3 * order + 1
+    g = [None] + [np.zeros(deg) for _ in range(order)]   # g[m][k]: coefficient of s^k in g_m(s)
+    for m in range(1, order + 1):
+        g[m][m + 2] = lam[m - 1] / np.prod(np.arange(1.0, m + 3))
+    c = [np.eye(1, deg)[0]]                                # c_0 = 1
+    total = c[0].copy()
+    for j in range(1, order + 1):
+        cj = sum(m * np.convolve(g[m], c[j - m])[:deg] for m in range(1, j + 1)) / j
+        c.append(cj)
+        total += float(eps) ** j * cj
+    return np.exp(-x ** 2 / 2) / np.sqrt(2 * np.pi) * np.polynomial.hermite_e.hermeval(x, total)
