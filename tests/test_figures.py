@@ -1,7 +1,9 @@
 """The figures workflow: registry, cache (atomic, resumable), command line, the real figure."""
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -33,6 +35,17 @@ def plot(results, params):
 FIGURE = Figure(name="NAME", description="a toy figure NAME", quick=dict(n=3), full=dict(n=5),
                 pieces=pieces, compute=compute, plot=plot)
 '''
+
+
+@pytest.fixture(autouse=True)
+def stand_in_sft_sources(tmp_path_factory, monkeypatch):
+    """The code version hashes the sft sources; here they are a stand-in folder, so that edits to
+    sft made while the tests run do not invalidate caches mid-test (and a test can edit it)."""
+    folder = tmp_path_factory.mktemp("sft_sources") / "sft"
+    folder.mkdir()
+    (folder / "module.py").write_text("x = 1\n")
+    monkeypatch.setattr(figures, "_SFT_DIR", folder)
+    return folder
 
 
 def _sims(tmp_path, *names):
@@ -113,6 +126,94 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     compute_all(_counting_figure(calls), "quick", tmp_path, log=lambda s: None)
     assert calls == [0, 0, 1, 2]
+
+
+def _corrupt(folder, how):
+    """Damage the stored piece p1 of the 'count' figure in ``folder`` in one of several ways."""
+    by_piece = {p.name.split("-")[0]: p for p in folder.glob("*.npz")}
+    npz, other = by_piece["p1"], by_piece["p2"]
+    meta, other_meta = npz.with_suffix(".json"), other.with_suffix(".json")
+    if how == "truncated npz":
+        npz.write_bytes(npz.read_bytes()[:40])
+    elif how == "empty npz":
+        npz.write_bytes(b"")
+    elif how == "empty json":
+        meta.write_text("")
+    elif how == "json without key":
+        record = json.loads(meta.read_text())
+        del record["key"]
+        meta.write_text(json.dumps(record))
+    elif how == "other piece's npz":
+        npz.write_bytes(other.read_bytes())
+    elif how == "other piece's npz and json":
+        npz.write_bytes(other.read_bytes())
+        meta.write_text(other_meta.read_text())
+    elif how == "missing json":
+        meta.unlink()
+    return npz, meta
+
+
+@pytest.mark.parametrize("how", ["truncated npz", "empty npz", "empty json", "json without key",
+                                 "other piece's npz", "other piece's npz and json", "missing json"])
+def test_damaged_piece_is_recomputed_and_the_log_names_the_file(tmp_path, how):
+    calls, lines = [], []
+    fresh = compute_all(_counting_figure(calls), "quick", tmp_path, log=lambda s: None)
+    npz, meta = _corrupt(tmp_path / "count", how)
+    again = compute_all(_counting_figure(calls), "quick", tmp_path, log=lines.append)
+    assert calls == [0, 1, 2, 1]  # only the damaged piece recomputed
+    recompute = [line for line in lines if "recomputing" in line]
+    assert len(recompute) == 1 and "piece p1" in recompute[0]
+    assert str(npz) in recompute[0] or str(meta) in recompute[0]
+    for label in fresh:
+        np.testing.assert_array_equal(again[label]["y"], fresh[label]["y"])
+    lines.clear()
+    compute_all(_counting_figure(calls), "quick", tmp_path, log=lines.append)
+    assert calls == [0, 1, 2, 1] and all(": cached" in line for line in lines)  # repaired
+
+
+def test_checksum_and_key_are_stored(tmp_path):
+    compute_all(_counting_figure([]), "quick", tmp_path, log=lambda s: None)
+    npz = sorted((tmp_path / "count").glob("p0-*.npz"))[0]
+    record = json.loads(npz.with_suffix(".json").read_text())
+    assert record["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest()
+    assert record["key"] == {"figure": "count", "piece": "p0", "kwargs": {"i": 0, "n": 3},
+                             "code": figures.code_version(_counting_figure([]))}
+
+
+def test_code_change_recomputes_and_says_so(tmp_path):
+    """The code version covers the figure script: editing it recomputes every piece (stale cache);
+    the unchanged script reuses the cache."""
+    sims = _sims(tmp_path, "toy")
+    lines = []
+    log = lines.append
+    compute_all(discover(sims)["toy"], "quick", tmp_path / "cache", log=log)
+    compute_all(discover(sims)["toy"], "quick", tmp_path / "cache", log=log)
+    assert sum(": cached" in line for line in lines) == 3
+    script = sims / "fig_toy.py"
+    script.write_text(script.read_text().replace("* float(i)", "* float(i) + 1.0"))
+    lines.clear()
+    res = compute_all(discover(sims)["toy"], "quick", tmp_path / "cache", log=log)
+    stale = [line for line in lines if "computed by other code" in line]
+    assert len(stale) == 3 and ": cached" not in "".join(lines)
+    np.testing.assert_array_equal(res["p2"]["y"], np.arange(3) * 2.0 + 1.0)
+
+
+def test_sft_source_change_recomputes(tmp_path, stand_in_sft_sources):
+    calls, lines = [], []
+    compute_all(_counting_figure(calls), "quick", tmp_path, log=lines.append)
+    (stand_in_sft_sources / "module.py").write_text("x = 2\n")
+    compute_all(_counting_figure(calls), "quick", tmp_path, log=lines.append)
+    assert calls == [0, 1, 2, 0, 1, 2]
+    assert sum("was computed by other code" in line for line in lines) == 3
+
+
+def test_code_version_covers_the_real_sft_package(monkeypatch):
+    monkeypatch.undo()  # the real sft sources
+    fig = _counting_figure([])
+    assert figures._SFT_DIR == figures.ROOT / "sft"
+    assert re.fullmatch("[0-9a-f]{16}", figures.code_version(fig))
+    files = {p.name for p in figures._SFT_DIR.rglob("*.py")}
+    assert {"figures.py", "conventions.py", "recursion.py"} <= files
 
 
 def test_piece_label_must_be_a_file_name(tmp_path):

@@ -13,9 +13,20 @@ Design (showyourwork-like; the workflow tier of sft):
   parameters, which carry seed, widths, sample counts and dtype, and the sft/jax/numpy versions, the
   date and the compute time). The hash covers the figure name and the piece's parameters, so quick
   and full modes never collide. Both files are written atomically (temporary file in the same folder,
-  then ``os.replace``); the .json is written last and marks the piece complete. An interrupted run
-  resumes at the first missing piece; a rerun only loads and plots. Code changes do not invalidate
-  the cache: delete ``<cache>/<figure>/`` to recompute.
+  then ``os.replace``); the .json is written last and marks the piece complete.
+- Integrity: the .json stores the piece's key (figure, piece label, parameters, code version) and the
+  sha256 of the .npz bytes. On load both are checked; a piece whose .json is missing, empty or
+  unreadable, whose key differs (another piece's files swapped in, or code changed since) or whose
+  .npz is truncated, emptied or replaced is recomputed, and the log names the file and the reason.
+  The code version (:func:`code_version`) is a hash of the sources of the sft package and of the
+  figure script (and the sibling modules of sims/ it imports): editing them recomputes the figure.
+- Interrupts: under :func:`stop_on_interrupt` (``sft figures`` and ``python sims/fig_*.py`` use it)
+  the first Ctrl-C (SIGINT) lets the current piece finish and be stored, then :func:`compute_all`
+  raises :class:`Interrupted` (exit status 130 on the command line); no KeyboardInterrupt is raised
+  inside JAX/XLA or a thread pool. A second Ctrl-C aborts at once (default SIGINT action); the
+  atomic writes leave every stored piece valid. A rerun resumes at the first missing piece.
+- Threads: every piece is computed under :func:`sft.workflow.threads.limit_threads` (BLAS pools of
+  numpy/scipy limited so they do not oversubscribe the cores alongside XLA's thread pool).
 
 Paths: the repository root is the parent of the ``sft`` package folder (an editable install);
 figure scripts in ``<root>/sims``, figures written to ``<root>/figures`` (``<root>/figures/quick`` in
@@ -24,14 +35,19 @@ quick mode), cache in ``<root>/.cache/sft``. Every one of them can be overridden
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import hashlib
 import importlib.util
+import inspect
+import io
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -40,7 +56,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 __all__ = ["Figure", "ROOT", "SIMS_DIR", "FIGURES_DIR", "CACHE_DIR", "discover", "select",
-           "piece_key", "cached_piece", "compute_all", "build", "run_script"]
+           "piece_key", "code_version", "cached_piece", "compute_all", "build", "run_script",
+           "Interrupted", "stop_on_interrupt"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SIMS_DIR = ROOT / "sims"
@@ -135,30 +152,147 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
 
 
 def _versions() -> dict[str, str]:
-    import jax
+    from importlib.metadata import version  # no import of jax just to record its version
 
     from .. import __version__
-    return {"sft": __version__, "jax": jax.__version__, "numpy": np.__version__}
+    return {"sft": __version__, "jax": version("jax"), "numpy": np.__version__}
 
 
-def cached_piece(figure: Figure, label: str, kwargs: Mapping[str, Any], cache_dir) -> tuple[dict, bool]:
-    """Arrays of one piece, from ``cache_dir`` if present, else computed and stored.
+_SFT_DIR = Path(__file__).resolve().parents[1]
 
-    Returns ``(arrays, was_cached)``. The .npz is written first, then the .json that marks the piece
-    complete, each atomically.
+
+def _sha_of_files(files, root: Path) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(root) if f.is_relative_to(root) else f.name).encode() + b"\0")
+        h.update(f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def code_version(figure: Figure) -> str:
+    """First 16 hex of the sha256 of the code a figure's results depend on.
+
+    The sources hashed: every ``*.py`` of the sft package, the file defining ``figure.compute`` (the
+    figure script) and the modules in the same folder that the script imports names from (e.g. a
+    shared task in sims/). Read on every call (about 1 ms), so an edit is seen at once.
     """
+    files = set(_SFT_DIR.rglob("*.py"))
+    module = sys.modules.get(getattr(figure.compute, "__module__", None) or "")
+    script = getattr(module, "__file__", None)
+    if script:
+        script = Path(script).resolve()
+        files.add(script)
+        for obj in vars(module).values():
+            dep = getattr(inspect.getmodule(obj), "__file__", None)
+            if dep and Path(dep).resolve().parent == script.parent:
+                files.add(Path(dep).resolve())
+    return _sha_of_files(sorted(files), _SFT_DIR.parent)
+
+
+class Interrupted(Exception):
+    """Raised by :func:`compute_all` when an interrupt was requested (Ctrl-C under
+    :func:`stop_on_interrupt`): the finished pieces are stored, the rest are not computed."""
+
+
+_STOP = threading.Event()
+
+
+@contextlib.contextmanager
+def stop_on_interrupt():
+    """Within the block, SIGINT (Ctrl-C) stops figure computations between pieces.
+
+    The first SIGINT only sets a flag (and says so on stderr): the running piece finishes and is
+    stored, then :func:`compute_all` raises :class:`Interrupted`. The handler then restores the
+    default action, so a second SIGINT terminates the process at once (stored pieces stay valid, as
+    every write is atomic). Outside the main thread this does nothing. The previous handler is
+    restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        _STOP.set()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.write(2, b"\nsft: interrupt received: stopping after the current piece (it is kept); "
+                    b"press Ctrl-C again to abort at once\n")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    _STOP.clear()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _STOP.clear()
+
+
+def _key(figure: Figure, label: str, kwargs: Mapping[str, Any], code: str) -> dict:
+    """The identity of a stored piece, as recorded in its .json (JSON round-trip normalized)."""
+    return json.loads(json.dumps({"figure": figure.name, "piece": label, "kwargs": kwargs,
+                                  "code": code}, sort_keys=True))
+
+
+def _load_verified(npz: Path, meta: Path, key: dict) -> tuple[dict | None, str]:
+    """(arrays, "") if the stored piece is intact and has ``key``; else (None, why not)."""
+    if not meta.exists() and not npz.exists():
+        return None, ""
+    if not meta.exists():
+        return None, f"{meta} is missing (incomplete piece)"
+    if not npz.exists():
+        return None, f"{npz} is missing"
+    try:
+        record = json.loads(meta.read_text())
+        stored_key, checksum = record["key"], record["sha256"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        return None, f"{meta} is unreadable or not a piece record ({type(err).__name__}: {err})"
+    if stored_key != key:
+        if {k: v for k, v in stored_key.items() if k != "code"} == \
+                {k: v for k, v in key.items() if k != "code"}:
+            return None, (f"{meta} was computed by other code (version {stored_key.get('code')}, "
+                          f"now {key['code']})")
+        return None, f"{meta} holds another piece (figure/piece/parameters differ)"
+    blob = npz.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != checksum:
+        return None, f"{npz} does not match the sha256 in its .json (truncated, emptied or replaced)"
+    try:
+        with np.load(io.BytesIO(blob)) as data:
+            return {k: data[k] for k in data.files}, ""
+    except (ValueError, OSError, EOFError) as err:  # checksum fine but not an npz: written wrong
+        return None, f"{npz} is not a readable .npz ({type(err).__name__}: {err})"
+
+
+def cached_piece(figure: Figure, label: str, kwargs: Mapping[str, Any], cache_dir, log=print,
+                 code: str | None = None) -> tuple[dict, bool]:
+    """Arrays of one piece, from ``cache_dir`` if present and intact, else computed and stored.
+
+    Returns ``(arrays, was_cached)``. A stored piece is used only if its .json key (figure, piece,
+    parameters, ``code`` = :func:`code_version` by default) matches and its .npz matches the sha256
+    in the .json; otherwise the reason is logged (naming the file) and the piece is recomputed. The
+    .npz is written first, then the .json that marks the piece complete, each atomically. The
+    computation runs under :func:`sft.workflow.threads.limit_threads`.
+    """
+    from .threads import limit_threads
+
     folder = Path(cache_dir) / figure.name
     stem = piece_key(figure.name, label, kwargs)
     npz, meta = folder / f"{stem}.npz", folder / f"{stem}.json"
-    if meta.exists() and npz.exists():
-        with np.load(npz) as data:
-            return {k: data[k] for k in data.files}, True
+    key = _key(figure, label, kwargs, code_version(figure) if code is None else code)
+    arrays, why = _load_verified(npz, meta, key)
+    if arrays is not None:
+        return arrays, True
+    if why:
+        log(f"[{figure.name}] piece {label}: recomputing: {why}")
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    arrays = {k: np.asarray(v) for k, v in figure.compute(**kwargs).items()}
+    with limit_threads():
+        arrays = {k: np.asarray(v) for k, v in figure.compute(**kwargs).items()}
     elapsed = time.perf_counter() - start
-    _atomic_write(npz, lambda f: np.savez(f, **arrays))
-    record = {"figure": figure.name, "piece": label, "kwargs": kwargs, "versions": _versions(),
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    blob = buffer.getvalue()
+    _atomic_write(npz, lambda f: f.write(blob))
+    record = {"key": key, "sha256": hashlib.sha256(blob).hexdigest(),
+              "figure": figure.name, "piece": label, "kwargs": kwargs, "versions": _versions(),
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "compute_seconds": round(elapsed, 3),
               "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}}
@@ -167,20 +301,33 @@ def cached_piece(figure: Figure, label: str, kwargs: Mapping[str, Any], cache_di
 
 
 def compute_all(figure: Figure, mode: str, cache_dir=None, log=print) -> dict[str, dict]:
-    """Every piece of ``figure`` in ``mode``, cached; one progress line per piece through ``log``."""
+    """Every piece of ``figure`` in ``mode``, cached; one progress line per piece through ``log``.
+
+    Raises :class:`Interrupted` before starting a piece if an interrupt was requested (see
+    :func:`stop_on_interrupt`); the pieces finished so far are stored.
+    """
     cache_dir = CACHE_DIR if cache_dir is None else cache_dir
     pieces = figure.pieces(figure.params(mode))
+    code = code_version(figure)
     results, t0 = {}, time.perf_counter()
     for i, (label, kwargs) in enumerate(pieces.items(), 1):
         if not re.fullmatch(r"[\w.-]+", label):
             raise ValueError(f"piece label {label!r} of figure {figure.name!r} is not allowed: use "
                              "letters, digits, '_', '-' and '.' (it names the cache files)")
+        _raise_if_stopped(figure, f"before piece {i}/{len(pieces)} {label}", cache_dir)
         start = time.perf_counter()
-        results[label], was_cached = cached_piece(figure, label, kwargs, cache_dir)
+        results[label], was_cached = cached_piece(figure, label, kwargs, cache_dir, log, code)
         now = time.perf_counter()
         how = "cached" if was_cached else f"computed in {now - start:.1f} s"
         log(f"[{figure.name}] piece {i}/{len(pieces)} {label}: {how} (total {now - t0:.1f} s)")
+    _raise_if_stopped(figure, f"after its {len(pieces)} pieces, before plotting", cache_dir)
     return results
+
+
+def _raise_if_stopped(figure: Figure, where: str, cache_dir) -> None:
+    if _STOP.is_set():
+        raise Interrupted(f"interrupted: [{figure.name}] stopped {where}; the finished pieces are "
+                          f"cached in {Path(cache_dir)}: rerun the same command to resume")
 
 
 def build(figure: Figure, mode: str = "full", out_dir=None, cache_dir=None, log=print) -> Path:
@@ -210,5 +357,10 @@ def run_script(figure: Figure, argv=None) -> int:
     parser.add_argument("--cache", default=None, metavar="DIR",
                         help="cache folder (default: .cache/sft/ in the repository)")
     args = parser.parse_args(argv)
-    build(figure, "quick" if args.quick else "full", args.out, args.cache)
+    with stop_on_interrupt():
+        try:
+            build(figure, "quick" if args.quick else "full", args.out, args.cache)
+        except Interrupted as err:
+            print(f"{figure.name}: {err}", file=sys.stderr)
+            return 130
     return 0
