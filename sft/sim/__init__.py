@@ -6,5 +6,8 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     'networks': ['init_params', 'apply', 'ensemble_outputs', 'layer_kernels', 'empirical_nngp', 'empirical_ntk', 'EmpiricalNNGP', 'MEMORY_BUDGET_BYTES'],
     'training': ['TrainedEnsemble', 'train_ensemble'],
     'sampling': ['MALAResult', 'mala', 'network_log_posterior', 'sample_network_posterior', 'effective_sample_size', 'split_rhat'],
+    'sgld': ['TLBPResult', 'TLBPWarning', 'NetworkLoss', 'default_nbeta', 'network_loss', 'sample_tlbp'],
+    'llc': ['LLCEstimate', 'llc_from_samples', 'estimate_llc'],
+    'learning_coefficients': ['quadratic_llc', 'ntk_llc', 'power_llc', 'normal_crossing_llc', 'reduced_rank_learning_coefficient'],
     'estimators': ['k2', 'k4', 'jackknife', 'excess_kurtosis', 'vertex_from_metrics', 'conditional_next_metric', 'fit_inverse_width', 'relative_variance', 'nu_from_relative_variance'],
 })
