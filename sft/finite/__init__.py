@@ -1,4 +1,5 @@
-"""Finite-width statistics at O(1/n): four-point vertex, kernel shift, NTK fluctuations, deep-linear exact laws.
+"""Finite-width statistics: four-point vertex, kernel shift, NTK fluctuations (O(1/n)); six-point vertex and
+1/n^2 corrections; exact one-hidden-layer cumulants; deep-linear and ReLU exact laws.
 """
 from .._lazy import attach
 
@@ -6,5 +7,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     'vertex': ['SingleInput', 'MultiInput', 'single_input', 'multi_input', 'single_input_step', 'neuron_excess_kurtosis', 'gaussian_rule', 'nu_scale_invariant', 'nu_from_recursion', 'width_ratios'],
     'ntk_variance': ['NTKFluctuations', 'ntk_fluctuations', 'ntk_step', 'ntk_relative_variance', 'nu_theta_from_recursion', 'deep_linear_ntk_second_moment', 'deep_linear_ntk_relative_variance', 'NTKFluctuationsMulti', 'ntk_fluctuations_multi', 'ntk_step_multi', 'readout_ntk_covariance'],
     'one_layer_cumulants': ['one_hidden_layer_cumulant', 'one_hidden_layer_cumulants', 'neuron_cumulants'],
+    'second_order': ['SecondOrder', 'second_order_single_input', 'second_order_step', 'gaussian_moment_derivatives'],
+    'relu_exact': ['layer_gain_moment', 'output_cumulant_ratios', 'cumulant_ratio_series'],
     'deep_linear': ['output_moment', 'metric_relative_variance', 'excess_kurtosis', 'first_order_excess_kurtosis', 'scale_invariant_nu', 'sample_outputs'],
 })
