@@ -159,11 +159,12 @@ def _amputate(t, Kinv):
     return t
 
 
-def _symmetrize_pairwise(t):
-    """Average over adjacent transpositions until symmetric to rounding (cheap; t already symmetric
-    up to rounding errors of the contractions)."""
-    for ax in range(t.ndim - 1):
-        t = (t + np.swapaxes(t, ax, ax + 1)) / 2
+def _symmetrize(t):
+    """Average over all permutations of the axes (exact projector, 2 + 3 + .. + k transposes: axes
+    0..k-2 made symmetric first, then the k cosets of S_k / S_(k-1)); removes the rounding
+    asymmetry of the contractions."""
+    for k in range(2, t.ndim + 1):
+        t = (t + sum(np.swapaxes(t, j, k - 1) for j in range(k - 1))) / k
     return t
 
 
@@ -196,7 +197,7 @@ def couplings_from_cumulants(K, cumulants: dict, *, order: int = 2) -> dict:
             higher = {j: g[(j, m)] for j in (4, 6) if j > points and (j, m) in g}
             if higher:  # one-vertex loop diagrams of the higher-degree couplings of the same order
                 residual = residual - _sum_diagrams(points, 1, Kinv, higher)
-            g[(points, m)] = _symmetrize_pairwise(-_amputate(residual, Kinv))
+            g[(points, m)] = _symmetrize(-_amputate(residual, Kinv))
     return {key: g[key] for key in coupling_keys(order)}
 
 

@@ -1,0 +1,94 @@
+"""Connected 2-, 4- and 6-point functions of a network's output from an ensemble, with and without
+variance reduction by conditional Gaussianity.
+
+Given the last hidden layer, the readout f = z^(L+1) on N inputs is exactly N(0, G) with G the
+network's readout metric (per network s, from :func:`sft.sim.layer_kernels`; THEORY.md). By the law
+of total cumulance (Brillinger 1969; McCullagh, *Tensor Methods in Statistics* (1987), sec. 2.9), the
+conditional cumulants of order >= 3 vanishing,
+
+    kappa2_ab        = E[G_ab],
+    kappa4_abcd      = k(G_ab, G_cd) + k(G_ac, G_bd) + k(G_ad, G_bc),
+    kappa6_abcdef    = sum over the 15 pairings {(ab)(cd)(ef), ..} of k(G_ab, G_cd, G_ef),
+
+with k(.,.) and k(.,.,.) the joint second and third cumulants of the metric entries over networks
+(estimated by the unbiased k-statistics S/(S-1) m2 and S^2/((S-1)(S-2)) m3 of central moments).
+This is a Rao-Blackwellised estimator: it removes the Gaussian noise of f given G.
+
+Without variance reduction (:func:`output_cumulants_from_samples`), the cumulant tensors come from
+the raw sample moment tensors of f (S, N) through :func:`sft.symbolic.cumulant_tensors_from_moments`
+(consistent, bias O(1/S), which the jackknife corrects to O(1/S^2) if wanted).
+
+Shapes: G (S, N, N) or f (S, N); returns [kappa2 (N, N), kappa4 (N,)*4, kappa6 (N,)*6], float64.
+Error bars: pass either function to :func:`sft.sim.jackknife` (samples along axis 0).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..symbolic.cumulants import cumulant_tensors_from_moments, set_partitions
+
+__all__ = ["output_cumulants_from_metrics", "output_cumulants_from_samples", "pair_sum"]
+
+
+def pair_sum(t, n_pairs: int):
+    """Sum over the pairings of 2 n_pairs indices of t with its axes (01)(23).. assigned to the pairs:
+    the symmetric tensor sum_pi t[i_pi1, i_pi2, ..] (3 terms for n_pairs = 2, 15 for 3).
+
+    >>> float(pair_sum(np.ones((1,) * 6), 3)[(0,) * 6])
+    15.0
+    """
+    if n_pairs not in (1, 2, 3):
+        raise ValueError(f"n_pairs={n_pairs!r} is not allowed: 1, 2 or 3")
+    r = 2 * n_pairs
+    out = 0
+    for pi in set_partitions(r):
+        if all(len(b) == 2 for b in pi):
+            positions = [p for b in pi for p in b]
+            out = out + np.transpose(t, np.argsort(positions))
+    return out
+
+
+def _metrics(G):
+    G = np.asarray(G, dtype=np.float64)
+    if G.ndim != 3 or G.shape[1] != G.shape[2] or G.shape[0] < 3 or not np.all(np.isfinite(G)):
+        raise ValueError(f"G of shape {G.shape} is not allowed: give finite per-network metrics of "
+                         "shape (S, N, N) with S >= 3 networks")
+    return G
+
+
+def output_cumulants_from_metrics(G):
+    """[kappa2, kappa4, kappa6] of the output from per-network readout metrics G (S, N, N) (module
+    docstring: law of total cumulance for the Gaussian mixture f | G ~ N(0, G)).
+
+    >>> G = 1.0 + 0.1 * np.random.default_rng(0).standard_normal((4000, 1, 1))
+    >>> k2, k4, k6 = output_cumulants_from_metrics(G)
+    >>> round(float(k4[0, 0, 0, 0]) / 0.03, 1)   # 3 Var(G) = 3 * 0.01
+    1.0
+    """
+    G = _metrics(G)
+    S = G.shape[0]
+    d = G - G.mean(axis=0)
+    c2 = np.einsum("sab,scd->abcd", d, d) / (S - 1)
+    c3 = np.einsum("sab,scd,sef->abcdef", d, d, d) * S / ((S - 1) * (S - 2))
+    return [G.mean(axis=0), pair_sum(c2, 2), pair_sum(c3, 3)]
+
+
+def output_cumulants_from_samples(f):
+    """[kappa2, kappa4, kappa6] of samples f (S, N) of the output (no variance reduction): cumulant
+    tensors from the raw sample moment tensors (odd moments included, module docstring).
+
+    >>> f = np.random.default_rng(0).standard_normal((20000, 1))
+    >>> k2, k4, k6 = output_cumulants_from_samples(f)
+    >>> bool(abs(k2[0, 0] - 1) < 0.05 and abs(k4[0, 0, 0, 0]) < 0.2)
+    True
+    """
+    f = np.asarray(f, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 7 or not np.all(np.isfinite(f)):
+        raise ValueError(f"f of shape {f.shape} is not allowed: give finite output samples of shape "
+                         "(S, N) with S >= 7")
+    S, N = f.shape
+    letters = "abcdef"
+    moments = [np.einsum(",".join(f"s{c}" for c in letters[:r]) + "->" + letters[:r],
+                         *([f] * r)) / S for r in range(1, 7)]
+    kap = cumulant_tensors_from_moments(moments)
+    return [kap[1], kap[3], kap[5]]
