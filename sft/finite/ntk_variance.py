@@ -57,7 +57,7 @@ import numpy as np
 
 from . import vertex as fw
 from ..kernels.activations import get_activation
-from ..conventions import check_depth, check_widths, layer_constants
+from ..conventions import check_depth, check_widths, layer_constants, pd_inverse
 
 __all__ = ["NTKFluctuations", "ntk_fluctuations", "ntk_step", "ntk_relative_variance",
            "nu_theta_from_recursion", "deep_linear_ntk_second_moment", "deep_linear_ntk_relative_variance",
@@ -227,7 +227,7 @@ class _GaussianLayer:
             z, w = fw.gaussian_rule(self.K[np.ix_(subset, subset)])
             vals = {"s": np.asarray(self.act.fn(z), dtype=np.float64),
                     "d": np.asarray(self.act.derivative(z), dtype=np.float64)}
-            self._rules[subset] = (z, w, vals, np.linalg.inv(self.K[np.ix_(subset, subset)]))
+            self._rules[subset] = (z, w, vals, pd_inverse("K", self.K[np.ix_(subset, subset)]))
         return self._rules[subset]
 
     def _weighted(self, kinds, idx):

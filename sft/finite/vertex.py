@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels.activations import get_activation
-from ..conventions import check_depth, check_widths, layer_constants
+from ..conventions import check_depth, check_widths, layer_constants, pd_inverse, psd_eigh
 from ..kernels.recursion import nngp
 
 __all__ = ["SingleInput", "MultiInput", "single_input", "multi_input", "single_input_step",
@@ -83,14 +83,19 @@ def _legendre(m: int):
 
 
 def _cholesky(K):
-    """Cholesky factors of a stack of covariances K (..., d, d); ValueError unless positive definite."""
+    """Cholesky factors of a stack of covariances K (..., d, d); ValueError unless positive definite
+    within the tolerance of :func:`sft.conventions.psd_eigh` (lam_min > 10 d eps lam_max: a matrix
+    singular within rounding would give a degenerate rule and an O(1/eps) K^{-1})."""
+    Ks = K.reshape((-1,) + K.shape[-2:])
     try:
-        return np.linalg.cholesky(K)
-    except np.linalg.LinAlgError:
-        Ks = K.reshape((-1,) + K.shape[-2:])
-        bad = Ks[np.argmin(np.linalg.eigvalsh(Ks)[:, 0])]
+        psd_eigh("the input covariance", Ks, definite=True, vectors=False)
+    except ValueError as err:
+        lam = np.linalg.eigvalsh(0.5 * (Ks + np.swapaxes(Ks, -1, -2)))
+        top = np.abs(lam).max(1)
+        bad = Ks[np.argmin(lam[:, 0] / np.where(top > 0, top, 1.0))]
         raise ValueError(f"K={bad.tolist()} is not allowed: the covariance of the inputs involved must be "
-                         "positive definite (distinct, linearly independent inputs or C_b > 0)") from None
+                         f"positive definite (distinct, linearly independent inputs or C_b > 0): {err}") from None
+    return np.linalg.cholesky(K)
 
 
 def _level_nodes(xp, proj, lkk, t, wt, cut):
@@ -222,10 +227,11 @@ def _pair_derivatives(act, K):
         if len(sub) == 0:
             continue
         Ks = K[sub[:, :, None], sub[:, None, :]]
-        Kinv = np.linalg.inv(Ks)
+        Ls = _cholesky(Ks)
+        Kinv = pd_inverse("the input covariance", Ks)
         for lo in range(0, len(sub), 256):
             sl = slice(lo, lo + 256)
-            z, w = _rule_batch(_cholesky(Ks[sl]), _NODES[d], _CUTS[d])
+            z, w = _rule_batch(Ls[sl], _NODES[d], _CUTS[d])
             s = _sigma(act, z)
             fw_ = w * s[..., 0] * s[..., -1]
             d2, d4 = _hermite_moments(fw_, np.einsum("bpj,bjk->bpk", z, Kinv[sl]), Kinv[sl])
