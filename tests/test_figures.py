@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,6 +215,71 @@ def test_code_version_covers_the_real_sft_package(monkeypatch):
     assert re.fullmatch("[0-9a-f]{16}", figures.code_version(fig))
     files = {p.name for p in figures._SFT_DIR.rglob("*.py")}
     assert {"figures.py", "conventions.py", "recursion.py"} <= files
+
+
+SLOW_SCRIPT = '''
+import os, time
+from pathlib import Path
+import numpy as np
+from sft.workflow import Figure
+
+def compute(*, i, seconds):
+    (Path(os.environ["SFT_TEST_MARKS"]) / f"started{i}").touch()  # tells the test the piece runs
+    time.sleep(seconds)
+    return dict(y=np.full(2, float(i)))
+
+FIGURE = Figure(name="slow", description="sleeps", quick=dict(seconds=SECONDS), full={},
+                pieces=lambda p: {f"p{i}": dict(i=i, seconds=p["seconds"]) for i in range(3)},
+                compute=compute, plot=None)
+'''
+
+
+def _interrupted_run(tmp_path, seconds, n_signals):
+    """Run ``python -m sft figures --quick`` on a figure of three sleeping pieces in a subprocess,
+    send ``n_signals`` SIGINTs once piece p0 has started; returns (process result, cache folder)."""
+    import signal
+    import time
+
+    sims, marks = tmp_path / "sims", tmp_path / "marks"
+    sims.mkdir()
+    marks.mkdir()
+    (sims / "fig_slow.py").write_text(SLOW_SCRIPT.replace("SECONDS", repr(seconds)))
+    env = dict(os.environ, PYTHONPATH=str(figures.ROOT), SFT_TEST_MARKS=str(marks))
+    cmd = [sys.executable, "-m", "sft", "figures", "--quick", "--sims", str(sims), "--cache",
+           str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (marks / "started0").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    for _ in range(n_signals):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err, sorted(p.name for p in marks.iterdir()), tmp_path / "cache"
+
+
+def test_ctrl_c_finishes_the_current_piece_and_exits_130(tmp_path):
+    code, out, err, started, cache = _interrupted_run(tmp_path, seconds=1.0, n_signals=1)
+    assert code == 130, err
+    assert "press Ctrl-C again to abort at once" in err and "Traceback" not in err
+    assert "interrupted: [slow] stopped before piece 2/3 p1" in err and "rerun" in err
+    assert started == ["started0"] and "piece 1/3 p0: computed" in out
+    stored = _files(cache / "slow")  # p0 complete and intact, nothing else (no temporary files)
+    assert [name.split("-")[0] + Path(name).suffix for name in stored] == ["p0.json", "p0.npz"]
+    record = json.loads((cache / "slow" / stored[0]).read_text())
+    assert record["sha256"] == hashlib.sha256((cache / "slow" / stored[1]).read_bytes()).hexdigest()
+
+
+def test_second_ctrl_c_aborts_at_once(tmp_path):
+    import signal
+    import time
+
+    start = time.monotonic()
+    code, out, err, started, cache = _interrupted_run(tmp_path, seconds=60.0, n_signals=2)
+    assert code == -signal.SIGINT and time.monotonic() - start < 30  # killed, did not sleep 60 s
+    assert started == ["started0"] and not list((cache / "slow").glob("*.json"))
 
 
 def test_piece_label_must_be_a_file_name(tmp_path):
