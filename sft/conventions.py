@@ -180,7 +180,7 @@ def layer_constants(depth, C_W, C_b) -> tuple[np.ndarray, np.ndarray]:
     depth = check_depth(depth)
     out = []
     for name, val, lo_ok in (("C_W", C_W, False), ("C_b", C_b, True)):
-        arr = np.asarray(val, dtype=np.float64)
+        arr = check_array(name, val, ndim=(0, 1))
         if arr.ndim == 0:
             arr = np.full(depth + 1, float(arr))
         if arr.ndim != 1 or arr.shape[0] != depth + 1:
@@ -270,7 +270,7 @@ def check_real(name: str, value, *, minimum=None, maximum=None, strict: bool = F
 
 
 def check_array(name: str, value, *, ndim=None, dtype=np.float64, min_size: int = 1) -> np.ndarray:
-    """A finite numeric array of ``dtype`` (float64 default; complex128 for complex data) with
+    """A finite numeric array of ``dtype`` (float64 default; complex128 for complex data; None keeps it) with
     ``ndim`` dimensions (an int or a tuple of allowed ints; None = any) and at least ``min_size``
     entries. Strings, objects, NaN and inf are rejected with a ValueError naming ``name``.
 
@@ -281,6 +281,8 @@ def check_array(name: str, value, *, ndim=None, dtype=np.float64, min_size: int 
     ValueError: x contains NaN or inf: it must be finite
     """
     try:
+        if np.asarray(value).dtype.kind in "USV":
+            raise TypeError("strings are not numbers")
         complex_input = np.iscomplexobj(value)
         a = None if complex_input and np.dtype(dtype).kind == "f" else np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
@@ -288,6 +290,8 @@ def check_array(name: str, value, *, ndim=None, dtype=np.float64, min_size: int 
                          f"({np.dtype(dtype).name})") from None
     if a is None:
         raise ValueError(f"{name} is complex: it must be real")
+    if a.dtype.kind not in "biufc":
+        raise ValueError(f"{name} has dtype {a.dtype}: give a numeric array")
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if allowed is not None and a.ndim not in allowed:
         want = " or ".join(str(d) for d in allowed)

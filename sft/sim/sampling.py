@@ -29,7 +29,7 @@ eqs. (3)-(4) and (10)-(11) without rank normalization, with Geyer's (1992) initi
 from __future__ import annotations
 
 import math
-import numbers
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ..conventions import check_array, check_int, check_real, check_widths, layer_constants
 from .networks import apply, init_params
 
 __all__ = ["MALAResult", "mala", "network_log_posterior", "sample_network_posterior",
@@ -53,28 +54,33 @@ class MALAResult(NamedTuple):
 
 # ------------------------------------------------------------------------------------- checks
 def _count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}={value!r} is not allowed: {name} must be an integer >= {minimum}")
-    return int(value)
+    return check_int(name, value, minimum)
 
 
 def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 < value < math.inf):
-        raise ValueError(f"{name}={value!r} is not allowed: {name} must be a finite number > 0")
-    return float(value)
+    return check_real(name, value, minimum=0, strict=True)
+
+
+def _key(key):
+    """A JAX PRNG key: a typed key array (jax.random.key) or a raw uint32 key of shape (2,)."""
+    ok = isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
+                                         or key.dtype == jnp.uint32 and key.shape == (2,))
+    if not ok:
+        raise ValueError(f"key={key!r} is not allowed: give one JAX PRNG key, e.g. jax.random.key(0)")
+    return key
 
 
 def _data(xname, x, yname, y, n_0=None, rows="P", dtype=jnp.float64):
     """Inputs x (rows, n_0), rows >= 1 when labels y (rows,) are given; finite when concrete (not traced).
     ``dtype=None`` keeps the dtypes of x and y."""
-    x = jnp.asarray(x, dtype)
+    x = x if isinstance(x, jax.core.Tracer) else jnp.asarray(check_array(xname, x, dtype=None, min_size=0), dtype)
     if x.ndim != 2 or (yname is not None and x.shape[0] < 1) or (n_0 is not None and x.shape[1] != n_0):
         want = f"({rows}, n_0)" if n_0 is None else f"({rows}, {n_0}) (n_0 = the input dimension)"
         raise ValueError(f"{xname} has shape {x.shape}: it must be {want}"
                          + (f" with {rows} >= 1" if yname is not None else ""))
     arrays = [(xname, x)]
     if yname is not None:
-        y = jnp.asarray(y, dtype)
+        y = y if isinstance(y, jax.core.Tracer) else jnp.asarray(check_array(yname, y, dtype=None, min_size=0), dtype)
         if y.shape != (x.shape[0],):
             raise ValueError(f"{yname} has shape {y.shape}: it must be (P,) = ({x.shape[0]},), one "
                              f"label per row of {xname}")
@@ -87,7 +93,9 @@ def _data(xname, x, yname, y, n_0=None, rows="P", dtype=jnp.float64):
 
 # ---------------------------------------------------------------------------------------- MALA
 def _mala_chain(logdensity, record, x0, key, h, burn_in, n_draws, thin):
-    """One chain: burn_in steps, then n_draws x thin steps recording every thin-th state."""
+    """One chain: burn_in steps, then n_draws x thin steps recording every thin-th state. Returns
+    (samples, acceptance rate after burn-in, number of proposals with a non-finite log density or
+    gradient over all steps; those are rejected)."""
     value_and_grad = jax.value_and_grad(logdensity)
 
     def step(state, s):
@@ -99,20 +107,21 @@ def _mala_chain(logdensity, record, x0, key, h, burn_in, n_draws, thin):
         mean_bwd = xp + 0.5 * h * gp
         log_ratio = (lpp - lp - jnp.sum((x - mean_bwd) ** 2) / (2 * h)
                      + jnp.sum((xp - mean_fwd) ** 2) / (2 * h))
-        accept = jnp.log(jax.random.uniform(k_accept, dtype=x.dtype)) < log_ratio  # NaN -> reject
+        bad = ~(jnp.isfinite(lpp) & jnp.all(jnp.isfinite(gp)))
+        accept = ~bad & (jnp.log(jax.random.uniform(k_accept, dtype=x.dtype)) < log_ratio)
         new = jax.tree_util.tree_map(lambda a, b: jnp.where(accept, a, b), (xp, lpp, gp), (x, lp, g))
-        return new, accept
+        return new, (accept, bad)
 
     lp0, g0 = value_and_grad(x0)
-    state, _ = jax.lax.scan(step, (x0, lp0, g0), jnp.arange(burn_in, dtype=jnp.uint32))
+    state, (_, bad_burn) = jax.lax.scan(step, (x0, lp0, g0), jnp.arange(burn_in, dtype=jnp.uint32))
 
     def draw(state, d):
         steps = burn_in + d * thin + jnp.arange(thin, dtype=jnp.uint32)
-        state, acc = jax.lax.scan(step, state, steps)
-        return state, (record(state[0]), acc.sum())
+        state, (acc, bad) = jax.lax.scan(step, state, steps)
+        return state, (record(state[0]), acc.sum(), bad.sum())
 
-    _, (samples, n_acc) = jax.lax.scan(draw, state, jnp.arange(n_draws, dtype=jnp.uint32))
-    return samples, n_acc.sum() / (n_draws * thin)
+    _, (samples, n_acc, n_bad) = jax.lax.scan(draw, state, jnp.arange(n_draws, dtype=jnp.uint32))
+    return samples, n_acc.sum() / (n_draws * thin), n_bad.sum() + bad_burn.sum()
 
 
 def mala(logdensity, init, key, *, step_size, n_steps, burn_in=0, thin=1, record=None) -> MALAResult:
@@ -123,6 +132,9 @@ def mala(logdensity, init, key, *, step_size, n_steps, burn_in=0, thin=1, record
     after burn-in, a multiple of ``thin``; draws = n_steps // thin. burn_in: steps discarded first.
     record: function x -> array recorded at each draw (default: x).
     Returns :class:`MALAResult` with samples (chains, draws, ...) and acceptance_rate (chains,).
+    ValueError if a starting point, its log density or its gradient is not finite (the chain could
+    never move). Proposals whose log density or gradient is NaN or inf are rejected, and a
+    RuntimeWarning gives their number (e.g. the step size overshoots into an overflow region).
 
     >>> r = mala(lambda x: -0.5 * x @ x, jnp.zeros((2, 3)), jax.random.key(0), step_size=0.5, n_steps=4)
     >>> r.samples.shape, r.acceptance_rate.shape
@@ -134,16 +146,35 @@ def mala(logdensity, init, key, *, step_size, n_steps, burn_in=0, thin=1, record
     thin = _count("thin", thin, 1)
     if n_steps % thin:
         raise ValueError(f"n_steps={n_steps} is not allowed: it must be a multiple of thin={thin}")
-    init = jnp.asarray(init)
+    if not callable(logdensity):
+        raise ValueError(f"logdensity={logdensity!r} is not allowed: give a function x (D,) -> log p(x)")
+    if record is not None and not callable(record):
+        raise ValueError(f"record={record!r} is not allowed: give a function x (D,) -> array, or None")
+    key = _key(key)
+    init = jnp.asarray(check_array("init", init, dtype=None, min_size=0))
     if init.ndim != 2 or init.shape[0] < 1 or init.shape[1] < 1:
         raise ValueError(f"init has shape {init.shape}: it must be (chains, D) with chains, D >= 1")
     if not jnp.issubdtype(init.dtype, jnp.floating):
         init = init.astype(jnp.float64)
+    lp0, g0 = jax.jit(jax.vmap(jax.value_and_grad(logdensity)))(init)
+    if jnp.ndim(lp0) != 1:
+        raise ValueError(f"logdensity returns shape {jnp.shape(lp0)[1:]}: it must return a scalar")
+    bad = np.nonzero(~np.isfinite(np.asarray(lp0)) | ~np.all(np.isfinite(np.asarray(g0)), axis=1))[0]
+    if bad.size:
+        raise ValueError(f"init is not allowed: the log density or its gradient is NaN or inf at the "
+                         f"starting point of chain(s) {bad.tolist()} (log density {np.asarray(lp0)[bad].tolist()}); "
+                         "start every chain where log p and grad log p are finite")
     record = (lambda x: x) if record is None else record
     keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(init.shape[0], dtype=jnp.uint32))
     run = jax.jit(jax.vmap(lambda x0, k: _mala_chain(logdensity, record, x0, k, h, burn_in,
                                                       n_steps // thin, thin)))
-    samples, rate = run(init, keys)
+    samples, rate, n_bad = run(init, keys)
+    n_bad = int(np.sum(np.asarray(n_bad)))
+    if n_bad:
+        total = init.shape[0] * (burn_in + n_steps)
+        warnings.warn(f"mala: {n_bad} of {total} proposals ({n_bad / total:.3g} of all, chains x steps "
+                      "including burn-in) had a NaN or inf log density or gradient and were rejected; "
+                      f"lower step_size={h:g} or check logdensity", RuntimeWarning, stacklevel=2)
     return MALAResult(samples, rate)
 
 
@@ -158,6 +189,8 @@ def network_log_posterior(params, x, y, *, activation, C_W, C_b, noise, temperat
     (P,), or (when not traced) x or y contain NaN or inf.
     """
     noise, temperature = _positive("noise", noise), _positive("temperature", temperature)
+    if not any(isinstance(c, jax.core.Tracer) for c in (C_W, C_b)):
+        layer_constants(len(params) - 1, C_W, C_b)
     x, y = _data("x", x, "y", y, params[0][0].shape[-2], dtype=None)
     f = apply(params, x, activation=activation, C_W=C_W, C_b=C_b)[:, 0]
     prior = sum(jnp.sum(w ** 2) + jnp.sum(b ** 2) for w, b in params)
@@ -180,8 +213,13 @@ def sample_network_posterior(key, x_train, y_train, x_test, *, widths, activatio
     """
     n_chains = _count("n_chains", n_chains, 1)
     noise, temperature = _positive("noise", noise), _positive("temperature", temperature)
+    widths = check_widths(widths)
+    layer_constants(len(widths), C_W, C_b)
+    key = _key(key)
     x_train, y_train = _data("x_train", x_train, "y_train", y_train)
     x_test = _data("x_test", x_test, None, None, x_train.shape[1], rows="M")[0]
+    if x_test.shape[0] < 1:
+        raise ValueError(f"x_test has shape {x_test.shape}: it must be (M, {x_train.shape[1]}) with M >= 1")
     n_layers = len(tuple(widths)) + 1
     trainable = tuple(range(1, n_layers + 1)) if trainable is None else tuple(trainable)
     if not trainable or any(isinstance(l, bool) or l not in range(1, n_layers + 1) for l in trainable):
@@ -217,12 +255,14 @@ def sample_network_posterior(key, x_train, y_train, x_test, *, widths, activatio
 
 # ---------------------------------------------------------------------------------- diagnostics
 def _chains(x, min_draws):
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] < min_draws:
-        raise ValueError(f"chains has shape {x.shape}: it must be (chains, draws) with draws >= "
-                         f"{min_draws}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("chains contains NaN or inf: draws must be finite")
+    x = check_array("chains", x, min_size=0)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < min_draws:
+        raise ValueError(f"chains has shape {x.shape}: it must be (chains, draws) with chains >= 1 and "
+                         f"draws >= {min_draws}")
+    scale = np.max(np.abs(x))
+    if np.all(np.abs(x - x[:, :1]) <= 1e-12 * scale):
+        raise ValueError(f"chains is constant along every chain (within 1e-12 x max|draw| = {1e-12 * scale:.3g}): "
+                         "R-hat and the effective sample size are undefined; the chains never moved")
     return x
 
 
