@@ -23,13 +23,16 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import scipy.linalg
+
+from ..conventions import check_array, check_int, check_real
 
 __all__ = ["k2", "k4", "jackknife", "excess_kurtosis", "vertex_from_metrics", "conditional_next_metric",
            "fit_inverse_width", "relative_variance", "nu_from_relative_variance"]
 
 
-def _samples(x, minimum, name="samples"):
-    x = np.asarray(x, dtype=np.float64)
+def _samples(x, minimum, name="x"):
+    x = check_array(name, x, min_size=0)
     if x.ndim < 1 or x.shape[0] < minimum:
         raise ValueError(f"{name} has shape {x.shape}: need at least {minimum} samples along axis 0 "
                          "for this estimator and its error bar")
@@ -69,6 +72,8 @@ def jackknife(statistic, x, *, n_blocks=20):
     >>> bool(abs(est) < 4 * err)
     True
     """
+    if not callable(statistic):
+        raise ValueError(f"statistic={statistic!r} is not allowed: give a function of samples (S, ...)")
     x = _samples(x, 2)
     B = _check_blocks(n_blocks, x.shape[0])
     edges = np.linspace(0, x.shape[0], B + 1).astype(int)
@@ -81,7 +86,16 @@ def jackknife(statistic, x, *, n_blocks=20):
 def excess_kurtosis(x, *, n_blocks=20):
     """(k4 / k2^2, jackknife error) over axis 0 (S >= 4 n_blocks is sensible; S >= 8 required)."""
     x = _samples(x, 8)
+    _nonzero("the variance k2 of x", k2(x), np.max(np.abs(x - x.mean(axis=0))) ** 2)
     return jackknife(lambda s: k4(s) / k2(s) ** 2, x, n_blocks=n_blocks)
+
+
+def _nonzero(what, value, scale):
+    """ValueError if ``value`` vanishes within 1e-12 x ``scale`` anywhere (a ratio would be inf/NaN)."""
+    tol = 1e-12 * scale
+    if np.any(np.abs(value) <= tol):
+        raise ValueError(f"{what} is zero within 1e-12 x its scale ({float(np.max(tol)):.3g}): the ratio "
+                         "is undefined (constant samples?)")
 
 
 def vertex_from_metrics(G, n_prev):
@@ -96,8 +110,7 @@ def vertex_from_metrics(G, n_prev):
     G = _samples(G, 3, "G")
     if G.ndim != 3 or G.shape[1] != G.shape[2]:
         raise ValueError(f"G has shape {G.shape}: give per-network metrics of shape (S, N, N)")
-    if isinstance(n_prev, bool) or not isinstance(n_prev, numbers.Integral) or n_prev < 1:
-        raise ValueError(f"n_prev={n_prev!r} is not allowed: the width n_(l-1), an integer >= 1")
+    n_prev = check_int("n_prev", n_prev, 1)
     S = G.shape[0]
     d = G - G.mean(axis=0)
     u = np.einsum("sab,scd->sabcd", d, d)
@@ -114,17 +127,24 @@ def conditional_next_metric(G, *, activation, C_W, C_b, n_nodes=64):
     """
     from ..kernels.activations import get_activation
     act = get_activation(activation)
-    G = np.asarray(G, dtype=np.float64)
-    if G.ndim != 3 or G.shape[1] != G.shape[2]:
-        raise ValueError(f"G has shape {G.shape}: give per-network metrics of shape (S, N, N)")
+    C_W, C_b = check_real("C_W", C_W, minimum=0, strict=True), check_real("C_b", C_b, minimum=0)
+    n_nodes = check_int("n_nodes", n_nodes, 1)
+    G = check_array("G", G, min_size=0)
+    if G.ndim != 3 or G.shape[0] < 1 or G.shape[1] < 1 or G.shape[1] != G.shape[2]:
+        raise ValueError(f"G has shape {G.shape}: give per-network metrics of shape (S, N, N), S, N >= 1")
     q = np.einsum("saa->sa", G)
     q1, q2 = q[:, :, None], q[:, None, :]
+    scale = np.max(np.abs(G))
+    if np.any(q < 0) or np.any(np.abs(G - np.swapaxes(G, 1, 2)) > 1e-10 * scale) \
+            or np.any(G * G > q1 * q2 * (1 + 1e-10) + 1e-20 * scale ** 2):
+        raise ValueError("G is not allowed: each metric must be symmetric with G_aa >= 0 and "
+                         "G_ab^2 <= G_aa G_bb (a covariance; rtol 1e-10)")
     if act.has_closed_form:
         return C_b + C_W * act.gauss_ss(q1, q2, G)
-    u, w = np.polynomial.hermite_e.hermegauss(int(n_nodes))
+    u, w = np.polynomial.hermite_e.hermegauss(n_nodes)
     w = w / np.sqrt(2 * np.pi)
-    a = np.sqrt(q1) + 0 * q2                       # z1 = a u1, z2 = c u1 + e u2
-    c = G / a
+    a = np.sqrt(q1) + 0 * q2                       # z1 = a u1, z2 = c u1 + e u2 (z1 = 0 when a = 0)
+    c = np.where(a > 0, G, 0.0) / np.where(a > 0, a, 1.0)
     e = np.sqrt(np.maximum(q2 - c * c, 0.0))
     s1 = np.asarray(act.fn(a[..., None] * u), dtype=np.float64)                          # (S, N, N, m)
     s2 = np.asarray(act.fn(c[..., None, None] * u[:, None] + e[..., None, None] * u), dtype=np.float64)
@@ -137,10 +157,8 @@ def fit_inverse_width(widths, values, errors, *, powers=(0, 1)):
     widths (M,), values (M,), errors (M,) > 0, with M >= len(powers) + 1 (so that chi2 has a degree of
     freedom). E.g. powers=(1, 2) for an excess kurtosis c1/n + c2/n^2; (0, 1) for n Cov = V + c/n.
     """
-    n = np.asarray(widths, dtype=np.float64)
-    y = np.asarray(values, dtype=np.float64)
-    e = np.asarray(errors, dtype=np.float64)
-    p = np.asarray(powers, dtype=np.float64)
+    n, y, e, p = (check_array(name, v, min_size=0) for name, v in
+                  (("widths", widths), ("values", values), ("errors", errors), ("powers", powers)))
     if n.ndim != 1 or y.shape != n.shape or e.shape != n.shape:
         raise ValueError(f"widths {n.shape}, values {y.shape}, errors {e.shape}: give three 1-D arrays "
                          "of equal length")
@@ -153,10 +171,17 @@ def fit_inverse_width(widths, values, errors, *, powers=(0, 1)):
         raise ValueError("widths must be > 0, errors > 0 and values finite")
     A = n[:, None] ** (-p[None, :]) / e[:, None]
     b = y / e
-    cov = np.linalg.inv(A.T @ A)
-    c = cov @ A.T @ b
+    # least squares by QR (stable; no normal equations): A = Q R, c = R^-1 Q^T b, cov = R^-1 R^-T
+    Q, Rm = np.linalg.qr(A)
+    d = np.abs(np.diag(Rm))
+    if d.min() <= A.shape[0] * np.finfo(np.float64).eps * d.max():
+        raise ValueError(f"powers={tuple(powers)} with widths={n.tolist()}: the fit is degenerate (design "
+                         f"matrix rank-deficient, |R_ii| min/max = {d.min() / d.max():.3g} <= n eps); use "
+                         "distinct powers and distinct widths")
+    c = scipy.linalg.solve_triangular(Rm, Q.T @ b)
+    Rinv = scipy.linalg.solve_triangular(Rm, np.eye(p.size))
     chi2 = float(np.sum((A @ c - b) ** 2))
-    return c, np.sqrt(np.diag(cov)), chi2
+    return c, np.sqrt(np.sum(Rinv ** 2, axis=1)), chi2
 
 
 # ----------------------------------------------------------------- normalized vertex and nu (added)
@@ -175,6 +200,7 @@ def relative_variance(x, *, n_blocks=20):
     True
     """
     x = _samples(x, 3)
+    _nonzero("the mean of x", x.mean(axis=0), np.max(np.abs(x)))
     return jackknife(lambda s: k2(s) / s.mean(axis=0) ** 2, x, n_blocks=n_blocks)
 
 
@@ -191,8 +217,8 @@ def nu_from_relative_variance(R, widths):
     """
     from ..conventions import check_widths
     ws = np.array(check_widths(widths), dtype=np.float64)
-    R = np.asarray(R, dtype=np.float64)
-    if not np.all(np.isfinite(R)) or np.any(R <= -1):
+    R = check_array("R", R)
+    if np.any(R <= -1):
         raise ValueError(f"R={R!r} is not allowed: a relative variance must be finite and > -1")
     if np.all(ws == ws[0]):
         nu = ws[0] * np.expm1(np.log1p(R) / ws.size)
