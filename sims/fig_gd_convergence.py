@@ -20,7 +20,9 @@ and D_C^2 = sum_ij (C_ii C_jj + C_ij^2) / ((S - 1) ||C||_F^2) (Gaussian f, Wisha
 (line): weighted least squares of log D against log n using only widths with D > 3 x floor (the
 others are drawn hollow); the slope and its 1-sigma error (from the fit covariance) are in the legend.
 Theory coefficient (mean panel, solid black line): D_m = RMS_x(c_k) / n with c_k(x*) the 1/n correction of
-the ensemble mean, E_n f_k = m_k + c_k / n + O(1/n^2), from :func:`sft.predict.gd_mean_correction`.
+the ensemble mean, E_n f_k = m_k + c_k / n + O(1/n^2), from :func:`sft.predict.gd_mean_correction`
+(:func:`correction_theory`, on M_theory points, interpolated to the M test points; one cached piece
+shared with figure gd_correction).
 Run ``python sims/fig_gd_convergence.py [--quick]`` or ``sft figures --only gd_convergence``.
 """
 from __future__ import annotations
@@ -37,8 +39,11 @@ from sft.predict import gd_stability_limit, ntk_gradient_descent
 from sft.sim import train_ensemble
 
 TASK = dict(P=6, M=20, activation="erf", C_W=1.5, C_b=0.1, n_steps=200, lr_fraction=0.5)
-QUICK = dict(widths=[32, 64, 128], n_ensemble=512, seed=0, dtype="float64", **TASK)
-FULL = dict(widths=[32, 64, 128, 256, 512], n_ensemble=2048, seed=0, dtype="float64", **TASK)
+QUICK = dict(widths=[32, 64, 128], n_ensemble=512, seed=0, dtype="float64", n_nodes=[32, 96], M_theory=25,
+             **TASK)
+FULL = dict(widths=[32, 64, 128, 256, 512], n_ensemble=2048, seed=0, dtype="float64", n_nodes=[32, 96],
+            M_theory=49, **TASK)
+THEORY_KEYS = ("P", "activation", "C_W", "C_b", "n_steps", "lr_fraction", "n_nodes", "M_theory")
 FLOOR_FACTOR = 3.0
 
 
@@ -64,12 +69,31 @@ def theory(P, M, activation, C_W, C_b, n_steps, lr_fraction):
     return out.mean, out.cov, T, eta
 
 
+def correction_theory(*, P, activation, C_W, C_b, n_steps, lr_fraction, n_nodes, M_theory):
+    """c_k(x*) (the 1/n coefficient of the GD ensemble mean, :func:`sft.predict.gd_mean_correction`)
+    and its three parts (ntk, dntk, ddntk) on M_theory test points in [-2.4, 2.4] after n_steps, and
+    eta. A shared piece: figures gd_convergence and gd_correction both use it (computed once)."""
+    x_train, y, x_test = task_data(P, M_theory)
+    T_tr = nngp_and_ntk(x_train, depth=1, activation=activation, C_W=C_W, C_b=C_b)[1]
+    eta = lr_fraction * gd_stability_limit(T_tr)
+    c = gd_mean_correction(x_train, y, x_test, activation=activation, C_W=C_W, C_b=C_b,
+                           learning_rate=eta, n_steps=n_steps, record_every=n_steps,
+                           n_nodes=tuple(n_nodes))
+    return dict(c=c.correction[-1], ntk=c.ntk[-1], dntk=c.dntk[-1], ddntk=c.ddntk[-1],
+                eta=np.float64(eta))
+
+
+def theory_piece(params):
+    """The kwargs of the shared :func:`correction_theory` piece."""
+    return {k: params[k] for k in THEORY_KEYS}
+
+
 def pieces(params):
-    """One piece per width, each with its own seed."""
+    """One piece per width, each with its own seed; the shared theory piece."""
     keys = ("P", "M", "activation", "C_W", "C_b", "n_steps", "lr_fraction", "n_ensemble", "dtype")
     out = {f"n{w}": dict(width=w, seed=params["seed"] + j, **{k: params[k] for k in keys})
            for j, w in enumerate(params["widths"])}
-    out["correction"] = {k: params[k] for k in keys[:7]}
+    out["theory"] = theory_piece(params)
     return out
 
 
@@ -79,16 +103,10 @@ def deviations(f, mean, cov):
     return np.array([np.sqrt(np.mean(d ** 2)), np.linalg.norm(np.cov(f.T) - cov) / np.linalg.norm(cov)])
 
 
-def compute(*, P, M, activation, C_W, C_b, n_steps, lr_fraction, width=None, n_ensemble=None, seed=None,
-            dtype=None):
-    """Deviations of the trained ensemble from theory at step n_steps, jackknife errors, noise floors;
-    without ``width``: the 1/n coefficient c_k(x*) of the mean (:mod:`sft.predict.gd_correction`)."""
+def compute(*, P, M, activation, C_W, C_b, n_steps, lr_fraction, width, n_ensemble, seed, dtype):
+    """Deviations of the trained ensemble from theory at step n_steps, jackknife errors, noise floors."""
     mean, cov, T, eta = theory(P, M, activation, C_W, C_b, n_steps, lr_fraction)
     x_train, y, x_test = task_data(P, M)
-    if width is None:
-        c = gd_mean_correction(x_train, y, x_test, activation=activation, C_W=C_W, C_b=C_b,
-                               learning_rate=eta, n_steps=n_steps, record_every=n_steps)
-        return dict(c=c.correction[-1])
     r = train_ensemble(jax.random.key(seed), x_train, y, x_test, n_ensemble=n_ensemble, widths=[width],
                        activation=activation, C_W=C_W, C_b=C_b, learning_rate=eta, n_steps=n_steps,
                        record_every=n_steps, dtype=dtype)
@@ -149,9 +167,11 @@ def plot(results, params):
         else:
             ax.text(0.03, 0.03, "fewer than 2 widths above the floor: no fit", transform=ax.transAxes,
                     fontsize=9)
-        if i == 0 and "correction" in results:
+        if i == 0:
             nn = np.geomspace(n[0] / 1.2, n[-1] * 1.2, 50)
-            c_rms = np.sqrt(np.mean(results["correction"]["c"] ** 2))
+            x_test = task_data(params["P"], params["M"])[2][:, 0]
+            x_theory = np.linspace(-2.4, 2.4, params["M_theory"])
+            c_rms = np.sqrt(np.mean(np.interp(x_test, x_theory, results["theory"]["c"]) ** 2))
             ax.plot(nn, c_rms / nn, "-", color="k", lw=1.2,
                     label=rf"theory RMS$_{{x^*}}(c_k)/n$, $c$ from the 1/n expansion")
         ax.set_xscale("log")
@@ -175,7 +195,8 @@ def plot(results, params):
 FIGURE = Figure(
     name="gd_convergence",
     description="deviation of trained GD ensembles from the infinite-width NTK predictor vs width (log-log fit)",
-    quick=QUICK, full=FULL, pieces=pieces, compute=compute, plot=plot)
+    quick=QUICK, full=FULL, pieces=pieces, compute=compute, plot=plot,
+    shared={"theory": correction_theory})
 
 if __name__ == "__main__":
     raise SystemExit(run_script(FIGURE))

@@ -6,6 +6,9 @@ M = 25 test points in [-2.4, 2.4], inputs embedded as (x, 1); one hidden layer (
 C_b = 0.1), NTK parameterization, float64; k = 200 full-batch GD steps with eta = 0.5 x 2/lambda_max
 (half the infinite-width stability limit). Theory: E_n[f_k(x*)] = m_k(x*) + c_k(x*)/n + O(1/n^2).
 
+Theory piece: :func:`fig_gd_convergence.correction_theory` (shared with figure gd_convergence: one
+cached computation for both).
+
 Simulation: S networks per width (:func:`sft.sim.train_ensemble`). Each network's deviation is
 measured against its own infinite-width linearized prediction f_lin = f_0(x*) + T (y - f_0(X))
 (T y = m_k, so E f_lin = m_k exactly at every width): D = f_k(x*) - f_lin, E D = E f_k - m_k, with
@@ -30,13 +33,13 @@ import numpy as np
 
 from sft.sim import jackknife
 from sft.workflow import Figure, run_script
-from sft.predict import gd_mean_correction
 from sft.kernels import nngp_and_ntk
 from sft.predict import gd_stability_limit, ntk_gradient_descent
 from sft.sim import train_ensemble
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fig_gd_convergence import task_data  # noqa: E402  (the same regression task)
+# the same regression task, and the theory piece c_k(x*) shared with figure gd_convergence
+from fig_gd_convergence import correction_theory, task_data, theory_piece  # noqa: E402
 
 TASK = dict(P=6, M=25, activation="erf", C_W=1.5, C_b=0.1, n_steps=200, lr_fraction=0.5)
 QUICK = dict(widths=[64, 256], n_ensemble=1024, n_nodes=[32, 96], M_theory=25, seed=0, dtype="float64",
@@ -59,28 +62,20 @@ def linear_map(P, M, activation, C_W, C_b, n_steps, lr_fraction):
 
 
 def pieces(params):
-    """One theory piece, one piece per width (each with its own seed)."""
+    """One theory piece (shared with gd_convergence), one piece per width (each with its own seed)."""
     task = {k: params[k] for k in TASK}
-    out = {"theory": dict(n_nodes=list(params["n_nodes"]), M_theory=params["M_theory"], **task)}
+    out = {"theory": theory_piece(params)}
     for j, w in enumerate(params["widths"]):
         out[f"n{w}"] = dict(width=w, seed=params["seed"] + j, n_ensemble=params["n_ensemble"],
                             dtype=params["dtype"], **task)
     return out
 
 
-def compute(*, P, M, activation, C_W, C_b, n_steps, lr_fraction, n_nodes=None, M_theory=None, width=None,
-            seed=None, n_ensemble=None, dtype=None):
-    """Theory piece: c_k(x*) and its parts on M_theory test points. Width piece: n E[D](x*) on the M test
-    points, RMS_x E[D] and its noise floor sqrt(mean_x se_x^2), jackknife errors."""
+def compute(*, P, M, activation, C_W, C_b, n_steps, lr_fraction, width, seed, n_ensemble, dtype):
+    """Width piece: n E[D](x*) on the M test points, RMS_x E[D] and its noise floor
+    sqrt(mean_x se_x^2), jackknife errors. (The theory piece is :func:`correction_theory`.)"""
     T, eta = linear_map(P, M, activation, C_W, C_b, n_steps, lr_fraction)
     x_train, y, x_test = task_data(P, M)
-    if width is None:
-        x_test = task_data(P, M_theory)[2]
-        c = gd_mean_correction(x_train, y, x_test, activation=activation, C_W=C_W, C_b=C_b,
-                               learning_rate=eta, n_steps=n_steps, record_every=n_steps,
-                               n_nodes=tuple(n_nodes))
-        return dict(c=c.correction[-1], ntk=c.ntk[-1], dntk=c.dntk[-1], ddntk=c.ddntk[-1],
-                    eta=np.float64(eta))
     r = train_ensemble(jax.random.key(seed), x_train, y, x_test, n_ensemble=n_ensemble, widths=[width],
                        activation=activation, C_W=C_W, C_b=C_b, learning_rate=eta, n_steps=n_steps,
                        record_every=n_steps, dtype=dtype)
@@ -149,7 +144,8 @@ def plot(results, params):
 FIGURE = Figure(
     name="gd_correction",
     description="1/n correction to the mean of trained GD ensembles (one hidden layer): theory vs simulation",
-    quick=QUICK, full=FULL, pieces=pieces, compute=compute, plot=plot)
+    quick=QUICK, full=FULL, pieces=pieces, compute=compute, plot=plot,
+    shared={"theory": correction_theory})
 
 if __name__ == "__main__":
     raise SystemExit(run_script(FIGURE))

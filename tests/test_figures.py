@@ -282,6 +282,42 @@ def test_second_ctrl_c_aborts_at_once(tmp_path):
     assert started == ["started0"] and not list((cache / "slow").glob("*.json"))
 
 
+SHARED_CALLS = []
+
+
+def shared_square(*, n):
+    """A shared piece of the tests below (module level, as shared functions must be)."""
+    SHARED_CALLS.append(n)
+    return dict(y=np.arange(n) ** 2.0)
+
+
+def test_shared_piece_is_computed_once_for_two_figures(tmp_path):
+    SHARED_CALLS.clear()
+    calls, lines = [], []
+    figs = [dataclasses.replace(_counting_figure(calls), name=name, shared={"sq": shared_square},
+                                pieces=lambda p: {"p0": dict(i=0, n=p["n"]), "sq": dict(n=p["n"])})
+            for name in ("one", "two")]
+    res = [compute_all(fig, "quick", tmp_path, log=lines.append) for fig in figs]
+    assert SHARED_CALLS == [3] and calls == [0, 0]
+    assert "computed in" in lines[1] and "sq: cached (shared: shared/test_figures.shared_square)" in lines[3]
+    np.testing.assert_array_equal(res[1]["sq"]["y"], [0.0, 1.0, 4.0])
+    assert _files(tmp_path / "shared" / "test_figures.shared_square")[0].startswith("sq-")
+    with pytest.raises(ValueError, match=r"shared piece\(s\) \['nope'\] of figure 'one'"):
+        compute_all(dataclasses.replace(figs[0], shared={"nope": shared_square}), "quick", tmp_path)
+
+
+def test_gd_figures_share_their_theory_piece():
+    registry = discover()
+    a, b = registry["gd_convergence"], registry["gd_correction"]
+    for mode in ("quick", "full"):
+        pa, pb = a.pieces(a.params(mode)), b.pieces(b.params(mode))
+        assert pa["theory"] == pb["theory"]
+    assert figures._shared_owner(a.shared["theory"]).name == \
+        figures._shared_owner(b.shared["theory"]).name == "shared/fig_gd_convergence.correction_theory"
+    assert figures.code_version(figures._shared_owner(a.shared["theory"])) == \
+        figures.code_version(figures._shared_owner(b.shared["theory"]))
+
+
 def test_piece_label_must_be_a_file_name(tmp_path):
     fig = dataclasses.replace(_counting_figure([]), pieces=lambda p: {"a/b": dict(i=0, n=1)})
     with pytest.raises(ValueError, match="piece label 'a/b'"):

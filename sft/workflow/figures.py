@@ -79,6 +79,10 @@ class Figure:
       compute: ``compute(**kwargs) -> {name: array}`` for one piece.
       plot: ``plot(results, params) -> matplotlib.figure.Figure`` with ``results = {label: arrays}``;
         only loads and plots.
+      shared: ``{label: function}``, pieces computed by ``function(**kwargs)`` (a module-level
+        function) instead of ``compute``, cached once for every figure that names the same function
+        with the same kwargs, under ``<cache>/shared/<script>.<function>/``: figures that need the
+        same expensive computation (e.g. one theory curve) share it.
     """
 
     name: str
@@ -88,6 +92,7 @@ class Figure:
     pieces: Callable[[Mapping[str, Any]], Mapping[str, Mapping[str, Any]]]
     compute: Callable[..., Mapping[str, Any]]
     plot: Callable[[Mapping[str, Mapping[str, np.ndarray]], Mapping[str, Any]], Any]
+    shared: Mapping[str, Callable[..., Mapping[str, Any]]] = dataclasses.field(default_factory=dict)
 
     def params(self, mode: str) -> Mapping[str, Any]:
         """The parameters of ``mode`` ('quick' or 'full')."""
@@ -309,6 +314,10 @@ def compute_all(figure: Figure, mode: str, cache_dir=None, log=print) -> dict[st
     cache_dir = CACHE_DIR if cache_dir is None else cache_dir
     pieces = figure.pieces(figure.params(mode))
     code = code_version(figure)
+    unknown = set(figure.shared) - set(pieces)
+    if unknown:
+        raise ValueError(f"shared piece(s) {sorted(unknown)} of figure {figure.name!r} are not among "
+                         f"its pieces {list(pieces)}")
     results, t0 = {}, time.perf_counter()
     for i, (label, kwargs) in enumerate(pieces.items(), 1):
         if not re.fullmatch(r"[\w.-]+", label):
@@ -316,12 +325,26 @@ def compute_all(figure: Figure, mode: str, cache_dir=None, log=print) -> dict[st
                              "letters, digits, '_', '-' and '.' (it names the cache files)")
         _raise_if_stopped(figure, f"before piece {i}/{len(pieces)} {label}", cache_dir)
         start = time.perf_counter()
-        results[label], was_cached = cached_piece(figure, label, kwargs, cache_dir, log, code)
+        if label in figure.shared:
+            owner = _shared_owner(figure.shared[label])
+            results[label], was_cached = cached_piece(owner, label, kwargs, cache_dir, log)
+        else:
+            results[label], was_cached = cached_piece(figure, label, kwargs, cache_dir, log, code)
         now = time.perf_counter()
         how = "cached" if was_cached else f"computed in {now - start:.1f} s"
+        how += f" (shared: {owner.name})" if label in figure.shared else ""
         log(f"[{figure.name}] piece {i}/{len(pieces)} {label}: {how} (total {now - t0:.1f} s)")
     _raise_if_stopped(figure, f"after its {len(pieces)} pieces, before plotting", cache_dir)
     return results
+
+
+def _shared_owner(function) -> Figure:
+    """The stand-in figure that owns a shared piece: named ``shared/<script stem>.<function name>``,
+    computed by ``function`` (its code version covers the function's file)."""
+    path = inspect.getsourcefile(function)
+    name = f"shared/{Path(path).stem}.{function.__qualname__}"
+    return Figure(name=name, description="", quick={}, full={}, pieces=None, compute=function,
+                  plot=None)
 
 
 def _raise_if_stopped(figure: Figure, where: str, cache_dir) -> None:
