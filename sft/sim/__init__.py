@@ -6,7 +6,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     'networks': ['init_params', 'apply', 'ensemble_outputs', 'layer_kernels', 'empirical_nngp', 'empirical_ntk', 'EmpiricalNNGP', 'MEMORY_BUDGET_BYTES'],
     'training': ['TrainedEnsemble', 'train_ensemble'],
     'sampling': ['MALAResult', 'mala', 'network_log_posterior', 'sample_network_posterior', 'effective_sample_size', 'split_rhat'],
-    'mixture_cumulants': ['output_cumulants_from_metrics', 'output_cumulants_from_samples', 'pair_sum'],
+    'mixture_cumulants': ['output_cumulants_from_metrics', 'output_cumulants_from_samples', 'pair_sum', 'sample_metrics'],
     'sgld': ['TLBPResult', 'TLBPWarning', 'NetworkLoss', 'default_nbeta', 'network_loss', 'sample_tlbp'],
     'llc': ['LLCEstimate', 'llc_from_samples', 'estimate_llc'],
     'learning_coefficients': ['quadratic_llc', 'ntk_llc', 'power_llc', 'normal_crossing_llc', 'reduced_rank_learning_coefficient'],
