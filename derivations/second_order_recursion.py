@@ -21,12 +21,14 @@ Derivation (extends derivations/vertex_recursion.py one order further; Yaida 202
    (r = n_l / n_{l-1}); cumulants of G' from them. Reading off with eps' = 1/n_l = eps / r:
    E[G'] = K' + eps' G1' + eps'^2 G2',  Var(G') = eps' V' + eps'^2 V1',  kappa_3(G') = eps'^2 U'
    (and checking Var(G') = O(eps), kappa_3(G') = O(eps^2): the hypothesis propagates).
-4. Cross-check: the same kappa's from the law of total cumulance (Brillinger 1969)
+4. Gaussian derivatives d^j<g>_K/dK^j = <g(sqrt(K) u) He_2j(u)>/(2K)^j, j <= 4, checked on a generic
+   polynomial (what sft.finite.second_order evaluates numerically).
+5. Cross-check: the same kappa's from the law of total cumulance (Brillinger 1969)
    kappa_2 = E[k2] + Var(k1), kappa_3 = E[k3] + 3 Cov(k1, k2) + kappa_3(k1).
 
 The output's cumulants follow from its conditional Gaussianity: f | G ~ N(0, G) gives
 log E[e^{t f}] = K_G(t^2/2), i.e. kappa_{2k}(f) = (2k-1)!! kappa_k(G): kappa_2 = E[G],
-kappa_4 = 3 Var(G), kappa_6 = 15 kappa_3(G) (step 5, checked here on the cumulant generating function).
+kappa_4 = 3 Var(G), kappa_6 = 15 kappa_3(G) (checked here on the cumulant generating function).
 """
 from __future__ import annotations
 
@@ -92,8 +94,9 @@ def derive_second_order_step():
     return {k: sp.expand(e) for k, e in out.items()}
 
 
-def total_cumulance_check():
-    """The same kappa_2, kappa_3 of G' by the law of total cumulance; True if equal to derive_second_order_step."""
+def total_cumulance_check(out=None):
+    """The same kappa_2, kappa_3 of G' by the law of total cumulance; True if equal to ``out`` (default:
+    derive_second_order_step())."""
     dm = delta_moments()
     k1, k2, k3 = conditional_cumulants()
     E = lambda e: _expect(e, dm)  # noqa: E731
@@ -101,7 +104,7 @@ def total_cumulance_check():
     kap2 = _truncate(E(k2) + var1)
     kap3 = _truncate(E(k3) + 3 * (E(k1 * k2) - E(k1) * E(k2))
                      + E(k1 ** 3) - 3 * E(k1 ** 2) * E(k1) + 2 * E(k1) ** 3)
-    out = derive_second_order_step()
+    out = derive_second_order_step() if out is None else out
     return (sp.expand(r * kap2.coeff(eps, 1) + r ** 2 * kap2.coeff(eps, 2) * eps - out["V"] - out["V1"] * eps) == 0
             and sp.expand(r ** 2 * kap3.coeff(eps, 2) - out["U"]) == 0)
 
@@ -116,9 +119,24 @@ def output_cumulants_from_metric(order=3):
             for k in range(1, order + 1)}
 
 
+def check_gaussian_derivative_identity(degree=10, orders=(1, 2, 3, 4)):
+    """d^j <g>_K / dK^j = <g(sqrt(K) u) He_2j(u)> / (2K)^j for a generic polynomial g of the given degree."""
+    a = sp.symbols(f"a0:{degree + 1}")
+    Kp, x = sp.Symbol("K", positive=True), sp.Symbol("x", real=True)
+
+    def gauss(expr):  # E[p(x)], x ~ N(0, 1), for a polynomial p
+        poly = sp.Poly(sp.expand(expr), x)
+        return sum(c * (sp.factorial2(k[0] - 1) if k[0] % 2 == 0 else 0) for k, c in zip(poly.monoms(), poly.coeffs()))
+    g = sum(a[k] * (sp.sqrt(Kp) * x) ** k for k in range(degree + 1))
+    mean = gauss(g)
+    return all(sp.expand(sp.diff(mean, Kp, j) - gauss(g * sp.hermite_prob(2 * j, x)) / (2 * Kp) ** j) == 0
+               for j in orders)
+
+
 def main():
     out = derive_second_order_step()
-    tc = total_cumulance_check()
+    ident = check_gaussian_derivative_identity()
+    tc = total_cumulance_check(out)
     fac = output_cumulants_from_metric()
     names = {"K": "K", "G1": "G_1", "G2": "G_2", "V": "V", "V1": "V_1", "U": "U"}
     lines = ["# Single-input recursion to O(1/n^2) (derived by derivations/second_order_recursion.py)", "",
@@ -128,6 +146,8 @@ def main():
     for key, e in out.items():
         lines.append(f"$${names[key]}^{{(\\ell+1)}} = {sp.latex(sp.collect(e, [v, v1, u3, g1, g2]))}$$")
     lines += ["", f"Law of total cumulance gives the same $V$, $V_1$, $U$: {tc}.",
+              "Gaussian derivatives $d^j\\langle g\\rangle_K/dK^j=\\langle g\\,He_{2j}(u)\\rangle/(2K)^j$, "
+              f"$j\\le 4$, generic degree-10 polynomial: {ident}.",
               f"Output: $\\kappa_{{2k}}(f)=(2k-1)!!\\,\\kappa_k(G)$, factors {fac}."]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
