@@ -149,6 +149,56 @@ def pd_inverse(name: str, A, *, rtol: float | None = None) -> np.ndarray:
     return (V / lam[..., None, :]) @ np.swapaxes(V, -1, -2)
 
 
+#: Largest accepted normwise backward error of a general linear solve, in units of n eps (see
+#: :func:`solve_checked`).
+SOLVE_BACKWARD_FACTOR = 10.0
+
+
+def solve_residual(A, X, B) -> float:
+    """Normwise backward error ||A X - B||_inf / (||A||_inf ||X||_inf + ||B||_inf) of a solution X of
+    A X = B (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., thm. 7.1 / eq. (7.2)).
+    0 for an exact solution; a backward-stable solver gives O(n eps) whatever the condition of A."""
+    A, X, B = np.asarray(A), np.asarray(X), np.asarray(B)
+    X2, B2 = X.reshape(X.shape[0], -1), B.reshape(B.shape[0], -1)
+    norm = lambda M: float(np.max(np.sum(np.abs(M), axis=1), initial=0.0))  # noqa: E731  (inf-norm)
+    den = norm(A) * norm(X2) + norm(B2)
+    r = norm(A @ X2 - B2)
+    return r / den if den > 0 else r
+
+
+def solve_checked(name: str, A, B) -> np.ndarray:
+    """X = A^{-1} B for a general square A (LU with partial pivoting, ``scipy.linalg.solve``), checked.
+
+    LU with partial pivoting is backward stable only if its growth factor stays small; it can fail
+    silently, e.g. on cyclic banded matrices (a ring Hamiltonian, z - H with L ~ 1000, where the
+    fill-in grows like e^{eta L / v}). The result is accepted iff the normwise backward error
+    :func:`solve_residual` is <= 10 n eps (n = A.shape[0]); otherwise ``numpy.linalg.LinAlgError``
+    (a ValueError) names ``name``, the backward error and the limit. For symmetric/Hermitian
+    matrices use an eigendecomposition (:func:`psd_eigh`, ``numpy.linalg.eigh``) instead.
+
+    >>> solve_checked("A", [[2.0, 1.0], [0.0, 4.0]], [1.0, 2.0]).tolist()
+    [0.25, 0.5]
+    """
+    import scipy.linalg  # noqa: PLC0415
+
+    A, B = np.asarray(A), np.asarray(B)
+    if A.ndim != 2 or A.shape[0] != A.shape[1] or B.shape[:1] != A.shape[:1]:
+        raise ValueError(f"{name} has shape {A.shape} and the right-hand side {B.shape}: need (n, n) and (n, ...)")
+    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
+        raise ValueError(f"{name} or the right-hand side contains NaN or inf: they must be finite")
+    try:
+        X = scipy.linalg.solve(A, B)
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgWarning) as err:
+        raise np.linalg.LinAlgError(f"{name} is singular to working precision: {err}") from None
+    err, limit = solve_residual(A, X, B), SOLVE_BACKWARD_FACTOR * A.shape[0] * np.finfo(np.float64).eps
+    if not err <= limit:
+        raise np.linalg.LinAlgError(
+            f"the linear solve with {name} ({A.shape[0]} x {A.shape[0]}) is inaccurate: normwise backward "
+            f"error ||A X - B|| / (||A|| ||X|| + ||B||) = {err:.3g} > {limit:.3g} (= 10 n eps); the LU "
+            "factorization is unstable for this matrix (use an eigendecomposition if it is Hermitian)")
+    return X
+
+
 def check_depth(depth) -> int:
     """Validate ``depth`` (number of hidden layers): an integer >= 1."""
     if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 1:
@@ -301,3 +351,23 @@ def check_array(name: str, value, *, ndim=None, dtype=np.float64, min_size: int 
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} contains NaN or inf: it must be finite")
     return a
+
+
+def check_key(name: str, key):
+    """One JAX PRNG key: a typed key (``jax.random.key(seed)``) or a raw uint32 key of shape (2,)
+    (``jax.random.PRNGKey(seed)``); not an int seed, not a batch of keys.
+
+    >>> import jax
+    >>> check_key("key", 0)
+    Traceback (most recent call last):
+    ValueError: key=0 is not allowed: give one JAX PRNG key, e.g. jax.random.key(0)
+    """
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    ok = isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
+        or key.dtype == jnp.uint32 and key.shape == (2,))
+    if not ok:
+        raise ValueError(f"{name}={key!r} is not allowed: give one JAX PRNG key, e.g. jax.random.key(0)")
+    return key

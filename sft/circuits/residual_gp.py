@@ -77,7 +77,6 @@ the z-scores comparatively. Worked example on a trained network: README.md.
 """
 from __future__ import annotations
 
-import numbers
 from typing import Callable, NamedTuple
 
 import jax
@@ -86,7 +85,7 @@ import numpy as np
 import scipy.optimize
 
 from ..kernels.activations import get_activation
-from ..conventions import Z_MAX
+from ..conventions import Z_MAX, check_array, check_flag, check_int, check_key, check_real
 from .gaussian_equivalence import equivalence_constants
 
 __all__ = ["ResidualGP", "InterpretationDiagnostics", "random_features", "feature_log_marginal_likelihood",
@@ -145,19 +144,17 @@ class InterpretationDiagnostics(NamedTuple):
 
 # ------------------------------------------------------------------------------------------ checks
 def _array(name, a, ndim):
-    arr = np.asarray(a, dtype=np.float64)
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} has shape {arr.shape}: it must have {ndim} dimension(s)")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf: network outputs, interpretation outputs and "
-                         "inputs must be finite")
+    """Finite float64 array with ``ndim`` dimensions and every axis non-empty."""
+    arr = check_array(name, a, ndim=ndim, min_size=0)
+    if 0 in arr.shape:
+        raise ValueError(f"{name} has shape {arr.shape}: it must not be empty")
     return arr
 
 
 def _outputs(name, v, x):
     """Outputs (n,) of a network/interpretation given as an array or a callable on x (n, d)."""
     out = v(x) if callable(v) else v
-    arr = np.asarray(out, dtype=np.float64)
+    arr = check_array(name, out, min_size=0)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     arr = _array(name, arr, 1)
@@ -168,11 +165,7 @@ def _outputs(name, v, x):
 
 
 def _positive(name, v, allow_zero=False):
-    bad = isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v)
-    if bad or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name}={v!r} is not allowed: {name} must be a finite number "
-                         f"{'>= 0' if allow_zero else '> 0'}")
-    return float(v)
+    return check_real(name, v, minimum=0, strict=not allow_zero)
 
 
 # ---------------------------------------------------------------------------------- feature form
@@ -189,8 +182,16 @@ def random_features(x, omega, beta, *, activation, input_scale, C_b):
     [[0.707107, 1.414214]]
     """
     act = get_activation(activation)
+    x, omega, beta = _array("x", x, 2), _array("omega", omega, 2), _array("beta", beta, 1)
     d, m = omega.shape
-    xp = jnp if isinstance(input_scale, jax.core.Tracer) or isinstance(C_b, jax.core.Tracer) else np
+    if x.shape[1] != d or beta.shape != (m,):
+        raise ValueError(f"x {x.shape}, omega {omega.shape}, beta {beta.shape}: need x (n, d), omega (d, m), "
+                         "beta (m,)")
+    traced = isinstance(input_scale, jax.core.Tracer) or isinstance(C_b, jax.core.Tracer)
+    if not traced:
+        input_scale = check_real("input_scale", input_scale, minimum=0, strict=True)
+        C_b = check_real("C_b", C_b, minimum=0)
+    xp = jnp if traced else np
     h = xp.sqrt(input_scale / d) * (x @ omega) + xp.sqrt(C_b) * beta
     return act(h) / np.sqrt(m)
 
@@ -301,10 +302,10 @@ def fit_residual_gp(x, r, *, key=None, activation="relu", n_features=512, kernel
         return _fit_dense(x, r, kernel, floor, scale)
     if key is None:
         raise ValueError("key=None is not allowed with the random-feature kernel: pass key=jax.random.key(seed)")
+    key = check_key("key", key)
     act = get_activation(activation)
-    m = n_features
-    if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
-        raise ValueError(f"n_features={n_features!r} is not allowed: need an integer >= 1")
+    m = check_int("n_features", n_features, 1)
+    learn_input = check_flag("learn_input", learn_input)
     cw0 = _positive("input_scale", input_scale)
     cb0 = _positive("C_b", C_b, allow_zero=True)
     k1, k2 = jax.random.split(key)
@@ -416,11 +417,14 @@ def heldout_diagnostics(fit: ResidualGP, x_test, r_test, *, x_fit=None) -> Inter
     x_test (M, d), r_test (M,) residuals on held-out inputs; ``x_fit``: the fitting inputs, used for
     the prior variance amplitude * mean k(x, x) (else NaN).
     """
+    if not isinstance(fit, ResidualGP):
+        raise ValueError(f"fit={type(fit).__name__} is not allowed: give the ResidualGP of fit_residual_gp")
     x = _array("x_test", x_test, 2)
     r = _outputs("r_test", r_test, x)
     d_fit = fit.omega.shape[0] if fit.kernel is None else fit.x_fit.shape[1]
-    if x.shape[1] != d_fit:
-        raise ValueError(f"x_test has shape {x.shape}: its feature dimension must be {d_fit}, as in the fit")
+    for name, a in (("x_test", x), ("x_fit", None if x_fit is None else _array("x_fit", x_fit, 2))):
+        if a is not None and a.shape[1] != d_fit:
+            raise ValueError(f"{name} has shape {a.shape}: its feature dimension must be {d_fit}, as in the fit")
     mean, whiten, logdet = _predictive(fit, x)
     z = whiten(r - mean)
     M = x.shape[0]
@@ -496,8 +500,11 @@ def neuron_contributions(x, W, a, *, activation, bias=None, scale=1.0):
     x = _array("x", x, 2)
     W = _array("W", W, 2)
     a = _array("a", a, 1)
+    scale = check_real("scale", scale)
     if W.shape[1] != x.shape[1] or a.shape[0] != W.shape[0]:
         raise ValueError(f"W has shape {W.shape} and a {a.shape}: need W (K, d = {x.shape[1]}) and a (K,)")
+    if bias is not None and _array("bias", bias, 1).shape != a.shape:
+        raise ValueError(f"bias has shape {np.shape(bias)}: it must be (K,) = {a.shape}, one per neuron")
     h = x @ W.T + (0.0 if bias is None else _array("bias", bias, 1))
     return scale * a * np.asarray(get_activation(activation)(jnp.asarray(h)))
 
@@ -509,6 +516,7 @@ def background_variance(activation, *, a_var=1.0, q=1.0):
     >>> round(float(background_variance("relu", a_var=2.0)), 10)   # 2 * E[relu(z)^2] = 2 * 1/2
     1.0
     """
-    _positive("a_var", a_var, allow_zero=True)
+    a_var = _positive("a_var", a_var, allow_zero=True)
+    q = check_real("q", q, minimum=0)
     mu0, mu1, mus = equivalence_constants(activation, q=q)
     return a_var * (mu0 ** 2 + mu1 ** 2 + mus ** 2)

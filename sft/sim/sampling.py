@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ..conventions import check_array, check_int, check_real, check_widths, layer_constants
+from ..conventions import check_array, check_int, check_key, check_real, check_widths, layer_constants
 from .networks import apply, init_params
 
 __all__ = ["MALAResult", "mala", "network_log_posterior", "sample_network_posterior",
@@ -62,12 +62,7 @@ def _positive(name, value):
 
 
 def _key(key):
-    """A JAX PRNG key: a typed key array (jax.random.key) or a raw uint32 key of shape (2,)."""
-    ok = isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ()
-                                         or key.dtype == jnp.uint32 and key.shape == (2,))
-    if not ok:
-        raise ValueError(f"key={key!r} is not allowed: give one JAX PRNG key, e.g. jax.random.key(0)")
-    return key
+    return check_key("key", key)
 
 
 def _data(xname, x, yname, y, n_0=None, rows="P", dtype=jnp.float64):
