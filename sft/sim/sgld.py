@@ -44,6 +44,7 @@ eps (nbeta h_max + gamma) >= 4, with h_max the largest |eigenvalue| of the Hessi
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import warnings
@@ -203,9 +204,21 @@ def network_loss(params, x, y, *, activation, C_W, C_b) -> NetworkLoss:
 
 
 # ---------------------------------------------------------------------------------- sampling
-def _top_curvature(full_loss, w_star):
-    """Largest |eigenvalue| of the Hessian of L_n at w* by power iteration (Hessian-vector products)."""
-    hvp = lambda v: jax.jvp(jax.grad(full_loss), (w_star,), (v,))[1]
+def _no_record(w):
+    return jnp.zeros(0, w.dtype)
+
+
+def _evaluate(loss, w, data):
+    """L_n(w): loss(w, data) for a data loss, loss(w) for a potential (data None)."""
+    return loss(w) if data is None else loss(w, data)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _top_curvature(loss, w_star, data):
+    """Largest |eigenvalue| of the Hessian of L_n at w* by power iteration (Hessian-vector products).
+    Compiled once per loss function and shapes (the loss is a static argument)."""
+    grad = jax.grad(lambda w: _evaluate(loss, w, data))
+    hvp = lambda v: jax.jvp(grad, (w_star,), (v,))[1]
 
     def body(_, v):
         u = hvp(v)
@@ -213,31 +226,37 @@ def _top_curvature(full_loss, w_star):
 
     v0 = jax.random.normal(jax.random.key(0), w_star.shape, w_star.dtype)
     v = jax.lax.fori_loop(0, _POWER_ITERATIONS, body, v0 / jnp.linalg.norm(v0))
-    return float(jnp.abs(v @ hvp(v)))
+    return jnp.abs(v @ hvp(v))
 
 
-def _sgld_chain(full_loss, batch_loss, data, n, b, w_star, nbeta, gamma, eps, record, w0, key,
-                burn_in, n_draws, thin):
-    grad_full = jax.grad(full_loss)
-    grad_batch = None if b is None else jax.grad(batch_loss)
+@functools.partial(jax.jit, static_argnames=("loss", "record", "b", "burn_in", "n_draws", "thin"))
+def _sgld(init, keys, w_star, data, nbeta, gamma, eps, *, loss, record, b, burn_in, n_draws, thin):
+    """All chains ((chains, D) init, (chains,) keys): (losses (chains, draws), records). Compiled once
+    per loss, record, minibatch size, schedule and shapes; nbeta, gamma, eps are traced."""
+    def chain(w0, key):
+        grad_full = jax.grad(lambda w: _evaluate(loss, w, data))
+        grad_batch = jax.grad(loss)
 
-    def step(w, s):
-        k_batch, k_noise = jax.random.split(jax.random.fold_in(key, s))
-        if b is None:
-            g = grad_full(w)
-        else:
-            idx = jax.random.choice(k_batch, n, (b,), replace=False)
-            g = grad_batch(w, jax.tree_util.tree_map(lambda a: a[idx], data))
-        w = w - 0.5 * eps * (nbeta * g + gamma * (w - w_star))
-        return w + math.sqrt(eps) * jax.random.normal(k_noise, w.shape, w.dtype), None
+        def step(w, s):
+            k_batch, k_noise = jax.random.split(jax.random.fold_in(key, s))
+            if b is None:
+                g = grad_full(w)
+            else:
+                n = jax.tree_util.tree_leaves(data)[0].shape[0]
+                idx = jax.random.choice(k_batch, n, (b,), replace=False)
+                g = grad_batch(w, jax.tree_util.tree_map(lambda a: a[idx], data))
+            w = w - 0.5 * eps * (nbeta * g + gamma * (w - w_star))
+            return w + jnp.sqrt(eps) * jax.random.normal(k_noise, w.shape, w.dtype), None
 
-    w, _ = jax.lax.scan(step, w0, jnp.arange(burn_in, dtype=jnp.uint32))
+        w, _ = jax.lax.scan(step, w0, jnp.arange(burn_in, dtype=jnp.uint32))
 
-    def draw(w, d):
-        w, _ = jax.lax.scan(step, w, burn_in + d * thin + jnp.arange(thin, dtype=jnp.uint32))
-        return w, (full_loss(w), record(w))
+        def draw(w, d):
+            w, _ = jax.lax.scan(step, w, burn_in + d * thin + jnp.arange(thin, dtype=jnp.uint32))
+            return w, (_evaluate(loss, w, data), record(w))
 
-    return jax.lax.scan(draw, w, jnp.arange(n_draws, dtype=jnp.uint32))[1]
+        return jax.lax.scan(draw, w, jnp.arange(n_draws, dtype=jnp.uint32))[1]
+
+    return jax.vmap(chain)(init, keys)
 
 
 def sample_tlbp(loss, w_star, key, *, gamma, step_size, n_chains, n_steps, data=None, n=None,
@@ -274,11 +293,8 @@ def sample_tlbp(loss, w_star, key, *, gamma, step_size, n_chains, n_steps, data=
         if n is not None and n != n_data:
             raise ValueError(f"n={n!r} but data has {n_data} samples: leave n=None with data")
         n = n_data
-        full_loss, batch_loss = (lambda w: loss(w, data)), loss
-    else:
-        if batch_size is not None:
-            raise ValueError(f"batch_size={batch_size!r} needs data: a potential has no minibatches")
-        full_loss, batch_loss = loss, None
+    elif batch_size is not None:
+        raise ValueError(f"batch_size={batch_size!r} needs data: a potential has no minibatches")
     nbeta = _resolve_nbeta(n, nbeta, temperature)
     if batch_size is not None:
         batch_size = _int("batch_size", batch_size, 1, n)
@@ -286,7 +302,7 @@ def sample_tlbp(loss, w_star, key, *, gamma, step_size, n_chains, n_steps, data=
             raise ValueError(f"batch_size={batch_size!r} is not allowed with method='mala': MALA is "
                              "exact and uses the full batch")
         batch_size = None if batch_size == n else batch_size
-    loss_star = float(full_loss(w_star))
+    loss_star = float(_evaluate(loss, w_star, data))
     if not math.isfinite(loss_star):
         raise ValueError(f"the loss at w_star is {loss_star}: L_n(w*) must be finite")
     D = w_star.shape[0]
@@ -296,26 +312,25 @@ def sample_tlbp(loss, w_star, key, *, gamma, step_size, n_chains, n_steps, data=
     if init.shape != (n_chains, D):
         raise ValueError(f"init has shape {init.shape}: it must be (n_chains, D) = ({n_chains}, {D})")
     user_record = record
-    record = (lambda w: jnp.zeros(0, w.dtype)) if user_record is None else user_record
+    record = _no_record if user_record is None else user_record
+    scalars = [jnp.asarray(v, w_star.dtype) for v in (nbeta, gamma, eps)]
 
     if method == "sgld":
-        h_max = _top_curvature(full_loss, w_star)
+        h_max = float(_top_curvature(loss, w_star, data))
         if eps * (nbeta * h_max + gamma) >= 4:
             raise ValueError(f"step_size={eps!r} is not allowed: SGLD diverges on the quadratic "
                              f"approximation at w* when step_size (nbeta h_max + gamma) >= 4; here "
                              f"nbeta={nbeta:.4g}, h_max={h_max:.4g} (top Hessian eigenvalue of L_n at "
                              f"w*), gamma={gamma:.4g}: use step_size < {4 / (nbeta * h_max + gamma):.3g}")
         keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(n_chains, dtype=jnp.uint32))
-        run = jax.jit(jax.vmap(lambda w0, k: _sgld_chain(
-            full_loss, batch_loss, data, n, batch_size, w_star, nbeta, gamma, eps, record, w0, k,
-            burn_in, n_steps // thin, thin)))
-        trace, samples = run(init, keys)
+        trace, samples = _sgld(init, keys, w_star, data, *scalars, loss=loss, record=record,
+                               b=batch_size, burn_in=burn_in, n_draws=n_steps // thin, thin=thin)
         rate = None
     else:
         def logdensity(w):
-            return -nbeta * full_loss(w) - 0.5 * gamma * jnp.sum((w - w_star) ** 2)
+            return -nbeta * _evaluate(loss, w, data) - 0.5 * gamma * jnp.sum((w - w_star) ** 2)
         res = mala(logdensity, init, key, step_size=eps, n_steps=n_steps, burn_in=burn_in, thin=thin,
-                   record=lambda w: (full_loss(w), record(w)))
+                   record=lambda w: (_evaluate(loss, w, data), record(w)))
         (trace, samples), rate = res.samples, np.asarray(res.acceptance_rate)
     trace = np.asarray(trace, dtype=np.float64)
     _warn(trace, loss_star, nbeta, D, eps)

@@ -1,0 +1,185 @@
+"""The LLC estimator (sft.sim.llc) and its exact references (sft.sim.learning_coefficients).
+
+Exact references are checked (i) against the sympy derivation (derivations/llc_gaussian.py), (ii) by an
+independent numerical method (2-D / 1-D quadrature, closed forms, the Hessian rank of a linear
+network), and (iii) against MALA samples of the same tempered posterior (sft.sim.sample_tlbp),
+|z| < Z_MAX with the between-chain error bar, fixed seeds, float64:
+- L = w^4 (lambda = 1/4 at gamma = 0) at finite gamma;
+- the normal crossing (w1 w2)^2 (lambda = 1/2, m = 2) realized as a deep linear network
+  M = N = H = 1 with a rank-0 teacher;
+- the wide-network (NTK) prediction on a tanh network at an interpolating w* (labels = its own
+  outputs), gamma = 10 where the posterior stays in the linear regime of the network.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import sympy as sp
+from scipy import integrate
+
+from derivations import llc_gaussian as der
+from sft.conventions import Z_MAX
+from sft.sim import (apply, init_params, llc_from_samples, network_loss, normal_crossing_llc, ntk_llc,
+                     power_llc, quadratic_llc, reduced_rank_learning_coefficient, sample_tlbp)
+
+
+# ------------------------------------------------------------------------------ derivation
+def test_derivation_gaussian_and_sgld_match_library():
+    derived, formula = der.gaussian_one_direction()
+    assert sp.simplify(derived - formula) == 0
+    mean, var = der.sgld_stationary()
+    A = der.a * der.h + der.gamma
+    assert sp.simplify(var - 1 / (A * (1 - der.eps * A / 4))) == 0
+    assert sp.simplify(mean + der.a * der.g / A) == 0
+    f = sp.lambdify((der.a, der.gamma, der.h, der.g), formula)
+    for a, gam, h, g in [(3.0, 0.5, 2.0, 0.3), (50.0, 2.0, 0.1, -0.2)]:
+        assert quadratic_llc([[h]], nbeta=a, gamma=gam, gradient=[g]) == pytest.approx(f(a, gam, h, g), rel=1e-12)
+        v = float(var.subs({der.a: a, der.gamma: gam, der.h: h, der.eps: 0.5 / (a * h + gam)}))
+        assert quadratic_llc([[h]], nbeta=a, gamma=gam, step_size=0.5 / (a * h + gam)) == pytest.approx(
+            0.5 * a * h * v, rel=1e-12)
+
+
+def test_derivation_ntk_power_and_normal_crossing():
+    left, right = der.ntk_push_through()
+    assert sp.simplify(left - right) == 0
+    assert [der.power_potential(k) for k in (1, 2, 3)] == [sp.Rational(1, 2 * k) for k in (1, 2, 3)]
+    residual, jacobian, exponent = der.normal_crossing()
+    assert residual == 0 and jacobian == 0 and exponent == 0
+
+
+# ------------------------------------------------------------------------- exact references
+def test_quadratic_bias_and_ntk_equivalence():
+    h = np.array([0.3, 1.0, 5.0])
+    # bias from the regular value d/2 at finite nbeta, gamma: -sum gamma / (2 (nbeta h + gamma))
+    for nbeta, gamma in [(10.0, 1.0), (1e3, 0.1)]:
+        bias = quadratic_llc(np.diag(h), nbeta=nbeta, gamma=gamma) - 1.5
+        assert bias == pytest.approx(-np.sum(gamma / (2 * (nbeta * h + gamma))), rel=1e-12)
+    # NTK form (P x P) = parameter-space form (D x D) with H = J^T J / n
+    J = np.random.default_rng(0).normal(size=(4, 7))
+    for nbeta, gamma in [(8.0, 1.0), (100.0, 3.0)]:
+        assert ntk_llc(J @ J.T, n=4, nbeta=nbeta, gamma=gamma) == pytest.approx(
+            quadratic_llc(J.T @ J / 4, nbeta=nbeta, gamma=gamma), rel=1e-10)
+
+
+def test_power_llc_independent_checks():
+    assert power_llc(1, nbeta=40.0, gamma=3.0) == pytest.approx(0.5 * 80 / (80 + 3), rel=1e-10)  # L = w^2, h = 2
+    assert power_llc(3, nbeta=7.0, gamma=1e-12) == pytest.approx(1 / 6, rel=1e-6)
+    nbeta, gamma = 50.0, 2.0                                       # direct quadrature in w
+    wgt = lambda w: math.exp(-nbeta * w ** 4 - gamma * w * w / 2)
+    num = integrate.quad(lambda w: nbeta * w ** 4 * wgt(w), -np.inf, np.inf, epsrel=1e-12)[0]
+    assert power_llc(2, nbeta=nbeta, gamma=gamma) == pytest.approx(num / integrate.quad(wgt, -np.inf, np.inf, epsrel=1e-12)[0], rel=1e-8)
+
+
+def test_normal_crossing_closed_form_and_log_approach():
+    for nbeta, gamma, s in [(30.0, 1.0, 1.0), (300.0, 2.0, 0.4)]:      # 2-D quadrature
+        wgt = lambda w2, w1: math.exp(-nbeta * s * (w1 * w2) ** 2 - gamma * (w1 * w1 + w2 * w2) / 2)
+        num = integrate.dblquad(lambda w2, w1: nbeta * s * (w1 * w2) ** 2 * wgt(w2, w1),
+                                -np.inf, np.inf, -np.inf, np.inf, epsrel=1e-10)[0]
+        den = integrate.dblquad(wgt, -np.inf, np.inf, -np.inf, np.inf, epsrel=1e-10)[0]
+        assert normal_crossing_llc(nbeta=nbeta, gamma=gamma, scale=s) == pytest.approx(num / den, rel=1e-6)
+    # lambda = 1/2, multiplicity 2: lambda_hat = 1/2 - 1/(log(2/q) - gamma_E) + O(q), q = gamma^2/(8 nbeta)
+    for nbeta in (1e6, 1e12):
+        q = 1 / (8 * nbeta)
+        L = math.log(2 / q) - np.euler_gamma
+        lam = normal_crossing_llc(nbeta=nbeta, gamma=1.0)
+        assert abs((0.5 - lam) * L - 1) < 10 * q * L, (nbeta, lam)
+    assert normal_crossing_llc(nbeta=1e6, gamma=1.0) < 0.44       # still far from 1/2 at n beta = 1e6
+
+
+def test_reduced_rank_learning_coefficient_small_cases():
+    from fractions import Fraction
+    assert reduced_rank_learning_coefficient(1, 1, 1, 0) == (Fraction(1, 2), 2)   # (ab)^2, Watanabe
+    assert reduced_rank_learning_coefficient(1, 1, 2, 0) == (Fraction(1, 2), 1)   # (a.b)^2: smooth quadric
+    assert reduced_rank_learning_coefficient(2, 1, 1, 0) == (Fraction(1, 2), 1)   # b^2 |a|^2
+    for M in range(1, 5):
+        for N in range(1, 5):
+            for r in range(0, min(M, N) + 1):
+                for H in range(max(r, 1), 6):
+                    lam, m = reduced_rank_learning_coefficient(M, N, H, r)
+                    assert (lam, m) == reduced_rank_learning_coefficient(N, M, H, r)   # y <-> x symmetry
+                    assert 0 < lam <= Fraction(H * (M + N), 2)
+                    if H == r:      # regular: half the dimension of the rank-r matrices
+                        assert (lam, m) == (Fraction(r * (M + N - r), 2), 1)
+                    if H >= M + N - r + 1:    # enough hidden units: the full linear model
+                        assert lam == Fraction(M * N, 2)
+    with pytest.raises(ValueError, match="r=3"):
+        reduced_rank_learning_coefficient(2, 4, 3, 3)
+
+
+@pytest.mark.parametrize("M, N, r", [(3, 2, 2), (2, 3, 1)])
+def test_linear_network_hessian_rank_is_twice_lambda(M, N, r):
+    """H = r: the sft linear network at a rank-r teacher is regular modulo GL(r); its Hessian has
+    2 lambda = r (M + N - r) nonzero eigenvalues (Aoyagi & Watanabe's lambda)."""
+    p = [(w[0], b[0]) for w, b in init_params(jax.random.key(M + N), n_ensemble=1, in_dim=M,
+                                              widths=[r], n_out=N)]
+    x = np.random.default_rng(1).normal(size=(10, M))
+    y = np.asarray(apply(p, x, activation="linear", C_W=1.0, C_b=0.0))
+    prob = network_loss(p, x, y, activation="linear", C_W=1.0, C_b=0.0)
+    eig = np.linalg.eigvalsh(np.asarray(jax.jit(jax.hessian(lambda w: prob.loss(w, prob.data)))(prob.w_star)))
+    rank = int(np.sum(eig > 1e-8 * eig.max()))
+    assert np.all(eig > -1e-8 * eig.max())
+    assert rank == 2 * reduced_rank_learning_coefficient(M, N, r, r)[0]
+
+
+# ---------------------------------------------------------------------------- vs sampling
+def test_mala_w4_potential():
+    nbeta, gamma = 100.0, 1.0
+    r = sample_tlbp(lambda w: w[0] ** 4, jnp.zeros(1), jax.random.key(2), nbeta=nbeta, gamma=gamma,
+                    method="mala", step_size=0.05, n_chains=16, n_steps=1200, burn_in=200, thin=4)
+    est = llc_from_samples(r)
+    exact = power_llc(2, nbeta=nbeta, gamma=gamma)
+    assert abs(est.llc - exact) < Z_MAX * est.stderr, (est, exact)
+
+
+def test_mala_deep_linear_normal_crossing():
+    """f(x) = w2 w1 x (sft linear network, widths [1], C_W = 1, C_b = 0: biases are flat), y = 0:
+    L_n = s (w1 w2)^2 with s = mean(x^2) / 2."""
+    x = np.random.default_rng(0).normal(size=(16, 1))
+    p = [(jnp.zeros((1, 1)), jnp.zeros(1)), (jnp.zeros((1, 1)), jnp.zeros(1))]
+    prob = network_loss(p, x, np.zeros(16), activation="linear", C_W=1.0, C_b=0.0)
+    nbeta, gamma = 200.0, 1.0
+    r = sample_tlbp(prob.loss, prob.w_star, jax.random.key(1), data=prob.data, nbeta=nbeta,
+                    gamma=gamma, method="mala", step_size=0.01, n_chains=16, n_steps=2000,
+                    burn_in=200, thin=4)
+    est = llc_from_samples(r)
+    exact = normal_crossing_llc(nbeta=nbeta, gamma=gamma, scale=0.5 * np.mean(x ** 2))
+    assert abs(est.llc - exact) < Z_MAX * est.stderr, (est, exact)
+    assert est.rhat < 1.05
+
+
+def test_mala_network_matches_ntk_prediction():
+    n, gamma, nbeta = 6, 10.0, 60.0
+    p = [(w[0], b[0]) for w, b in init_params(jax.random.key(3), n_ensemble=1, in_dim=2, widths=[64])]
+    kw = dict(activation="tanh", C_W=1.5, C_b=0.1)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(n, 2)))
+    prob = network_loss(p, x, apply(p, x, **kw), **kw)              # interpolating: L_n(w*) = 0
+    J = jax.jit(jax.jacrev(lambda w: apply(prob.unravel(w), x, **kw)[:, 0]))(prob.w_star)
+    theta = np.asarray(J @ J.T)
+    a_max = nbeta * np.linalg.eigvalsh(theta).max() / n + gamma
+    r = sample_tlbp(prob.loss, prob.w_star, jax.random.key(4), data=prob.data, nbeta=nbeta,
+                    gamma=gamma, method="mala", step_size=0.3 / a_max, n_chains=16, n_steps=1000,
+                    burn_in=200, thin=4)
+    est = llc_from_samples(r)
+    exact = ntk_llc(theta, n=n, nbeta=nbeta, gamma=gamma)
+    assert abs(est.llc - exact) < Z_MAX * est.stderr, (est, exact)
+
+
+def test_llc_from_samples_bad_input():
+    from sft.sim import TLBPResult
+    loss = 1 + np.random.default_rng(0).normal(size=(3, 8)) ** 2
+    good = TLBPResult(loss, 0.5, 10.0, 1.0, 2, "sgld", 0.01, None, None)
+    assert llc_from_samples(good).llc == pytest.approx(10 * (loss.mean() - 0.5), rel=1e-12)
+    with pytest.raises(ValueError, match="chains >= 2"):
+        llc_from_samples(good._replace(loss=loss[:1]))
+    bad = loss.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="diverged"):
+        llc_from_samples(good._replace(loss=bad))
+    with pytest.raises(ValueError, match="gamma=0"):
+        ntk_llc(np.diag([1.0, 0.0]), n=2, nbeta=1.0, gamma=0.0)
+    with pytest.raises(ValueError, match="positive definite"):
+        quadratic_llc(np.diag([1.0, -1.0]), nbeta=1.0, gamma=0.5)
+    with pytest.raises(ValueError, match="gamma=0.0"):
+        normal_crossing_llc(nbeta=1.0, gamma=0.0)
