@@ -486,7 +486,24 @@ def pair_and_diag_expectations(activation, q1, q2, c, *, tol: float = TOL, n_max
     ``symmetric``: q1 == q2 and c == c.T (then only upper blocks are computed); None detects it.
     ``n_start``: first Gauss-Hermite node count tried (e.g. the previous layer's, divided by 1.5).
     Accuracy: see the module docstring.
+
+    Under JAX tracing (jit, vmap, grad, jacfwd) the same numbers come back as JAX arrays, and the
+    derivatives are the Gaussian expectations of derivatives (Price's theorem; see
+    :func:`_traced_pair_and_diag`), so the result is differentiable in q1, q2 and c to any order.
+    ``symmetric`` is then taken as given (None counts as False); value checks (|c| <= sqrt(q1 q2),
+    finiteness) raise inside the host callback instead of as a plain ValueError.
+
+    >>> import jax, jax.numpy as jnp
+    >>> from sft.kernels import get_activation
+    >>> tanh = get_activation("tanh")
+    >>> f = lambda c: pair_and_diag_expectations(tanh, jnp.ones(1), jnp.ones(1), c[None, None])[0][0, 0]
+    >>> slope = jax.grad(f)(0.3)                    # d E[s s] / dc = E[s' s'] (Price's theorem)
+    >>> edd = pair_and_diag_expectations(tanh, np.ones(1), np.ones(1), np.full((1, 1), 0.3))[1][0, 0]
+    >>> bool(abs(slope - edd) < 1e-13)
+    True
     """
+    if _is_traced(q1, q2, c):
+        return _traced_pair_and_diag(activation, q1, q2, c, tol, n_max, bool(symmetric))
     q1, q2, c = _check_pair(q1, q2, c)
     if symmetric is None:
         symmetric = q1.shape == q2.shape and np.array_equal(q1, q2) and np.array_equal(c, c.T)
@@ -500,6 +517,112 @@ def pair_and_diag_expectations(activation, q1, q2, c, *, tol: float = TOL, n_max
     c2 = c1 if symmetric else coef.take(slice(q1.size, None))
     ess, edd = mehler_expectations(c1, c2, c, tol=tol, symmetric=symmetric)
     return ess, edd, (c1.ss, c1.dd), (c2.ss, c2.dd), coef.n_nodes
+
+
+# ---------------------------------------------------------------- traced (JAX) path ----------------
+#
+# The Mehler numbers are computed on the host (numpy, adaptive truncation) through jax.pure_callback.
+# Their derivatives follow from Price's theorem / the Gaussian heat equation, with
+# P_ij(q1, q2, c) = E[sigma^(i)(u) sigma^(j)(v)] and D_ij(q) = E[sigma^(i)(u) sigma^(j)(u)], u ~ N(0, q):
+#
+#     dP_ij = P_{i+1,j+1} dc + (1/2) P_{i+2,j} dq1 + (1/2) P_{i,j+2} dq2,
+#     dD_ij = (1/2) (D_{i+2,j} + 2 D_{i+1,j+1} + D_{i,j+2}) dq,
+#
+# (d/dc of a bivariate Gaussian density = d^2/du dv of it; d/dq = (1/2) d^2/du^2; integrate by parts),
+# so every derivative is again a Gaussian expectation of the same kind, to any order.
+
+def _is_traced(*args) -> bool:
+    """True if any leaf of args is a JAX tracer (inside jit, vmap, grad, ...)."""
+    return any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args))
+
+
+def _derivative_fn(fn):
+    return lambda z: jax.jvp(fn, (z,), (jnp.ones_like(z),))[1]
+
+
+@functools.lru_cache(maxsize=64)
+def _derivative_activation(activation, order: int):
+    """sigma^(order) (elementwise, by forward-mode autodiff) as an activation without closed forms."""
+    fn = activation.fn
+    for _ in range(order):
+        fn = _derivative_fn(fn)
+    name = activation.name + ("" if order == 0 else f"^({order})")
+    return dataclasses.replace(activation, name=name, fn=fn, gauss_ss=None, gauss_dd=None, gauss_joint=None)
+
+
+def _host_pairs(activation, i, j, symmetric, tol, n_max, q1, q2, c):
+    """(P_ij, P_{i+1,j+1}) (N1, N2) in numpy by the Mehler series (host side of the callback)."""
+    q1, q2, c = _check_pair(q1, q2, c)
+    ai, aj = _derivative_activation(activation, i), _derivative_activation(activation, j)
+    if i == j:
+        ess, edd, *_ = pair_and_diag_expectations(ai, q1, q2, c, tol=tol, n_max=n_max, symmetric=symmetric)
+        return ess, edd
+    qs = np.concatenate([q1, q2])
+    ci = hermite_coefficients(ai, qs, tol=tol, n_max=n_max)
+    cj = hermite_coefficients(aj, qs, tol=tol, n_max=n_max)
+    rows = min(ci.a.shape[0], cj.a.shape[0])  # both converged (tails < tol/20) beyond the shorter one
+    ci, cj = (dataclasses.replace(x, a=x.a[:rows], b=x.b[:rows]) for x in (ci, cj))
+    return mehler_expectations(ci.take(slice(0, q1.size)), cj.take(slice(q1.size, None)), c, tol=tol)
+
+
+def _host_diag(activation, i, j, q):
+    """(D_ij, D_{i+1,j+1}) (N,) by the 1-D quadrature of :func:`gaussian_expectation`."""
+    f = [_derivative_activation(activation, k).fn for k in (i, j, i + 1, j + 1)]
+    return (gaussian_expectation(lambda z: f[0](z) * f[1](z), q),
+            gaussian_expectation(lambda z: f[2](z) * f[3](z), q))
+
+
+def _callback(host, shape, *args):
+    out = jax.ShapeDtypeStruct(shape, jnp.float64)
+    return jax.pure_callback(host, (out, out), *args, vmap_method="sequential")
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3, 4, 5))
+def _pairs_traced(activation, i, j, symmetric, tol, n_max, q1, q2, c):
+    host = functools.partial(_host_pairs, activation, i, j, symmetric, tol, n_max)
+    return _callback(host, c.shape, q1, q2, c)
+
+
+@_pairs_traced.defjvp
+def _pairs_traced_jvp(activation, i, j, symmetric, tol, n_max, primals, tangents):
+    (q1, q2, c), (dq1, dq2, dc) = primals, tangents
+    p = functools.partial(_pairs_traced, activation)
+    value, slope = p(i, j, symmetric, tol, n_max, q1, q2, c)
+    _, curvature = p(i + 1, j + 1, symmetric, tol, n_max, q1, q2, c)  # P_{i+2, j+2}
+    a = p(i + 2, j, False, tol, n_max, q1, q2, c)  # (P_{i+2,j}, P_{i+3,j+1})
+    b = tuple(x.T for x in a) if symmetric else p(i, j + 2, False, tol, n_max, q1, q2, c)
+    return (value, slope), (slope * dc + 0.5 * (a[0] * dq1[:, None] + b[0] * dq2[None, :]),
+                            curvature * dc + 0.5 * (a[1] * dq1[:, None] + b[1] * dq2[None, :]))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _diag_traced(activation, i, j, q):
+    return _callback(functools.partial(_host_diag, activation, i, j), q.shape, q)
+
+
+@_diag_traced.defjvp
+def _diag_traced_jvp(activation, i, j, primals, tangents):
+    (q,), (dq,) = primals, tangents
+    value, slope = _diag_traced(activation, i, j, q)
+    mid, mid2 = _diag_traced(activation, i + 1, j + 1, q)
+    a, a2 = _diag_traced(activation, i + 2, j, q)
+    b, b2 = (a, a2) if i == j else _diag_traced(activation, i, j + 2, q)
+    return (value, slope), (0.5 * (a + 2 * mid + b) * dq, 0.5 * (a2 + 2 * mid2 + b2) * dq)
+
+
+def _traced_pair_and_diag(activation, q1, q2, c, tol, n_max, symmetric):
+    """pair_and_diag_expectations for traced arguments (shape checks only; see its docstring)."""
+    q1, q2, c = (jnp.asarray(x, dtype=jnp.float64) for x in (q1, q2, c))
+    if q1.ndim != 1 or q2.ndim != 1 or c.shape != (q1.size, q2.size):
+        raise ValueError(f"shapes q1 {q1.shape}, q2 {q2.shape}, c {c.shape} are not allowed: "
+                         "need q1 (N1,), q2 (N2,), c (N1, N2)")
+    if activation.has_closed_form:
+        ess, edd = activation.gauss_both(q1[:, None], q2[None, :], c)
+        d1, d2 = ((activation.gauss_ss(q, q, q), activation.gauss_dd(q, q, q)) for q in (q1, q2))
+        return ess, edd, d1, d2, 0
+    ess, edd = _pairs_traced(activation, 0, 0, symmetric, tol, n_max, q1, q2, c)
+    d1 = _diag_traced(activation, 0, 0, q1)
+    return ess, edd, d1, d1 if symmetric else _diag_traced(activation, 0, 0, q2), 0
 
 
 def pair_expectations(activation, q1, q2, c, *, tol: float = TOL, n_max: int = N_MAX):

@@ -22,6 +22,7 @@ Closed forms (cited; each is tested against independent quadrature and Monte Car
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Optional
 
 import jax
@@ -69,6 +70,12 @@ class Activation:
         return self.gauss_ss is not None and self.gauss_dd is not None
 
 
+def _xp(*args):
+    """The array namespace of the closed forms: jax.numpy if any argument is a JAX array (traced or
+    not), numpy otherwise. One formula serves both; numpy inputs keep today's numpy speed."""
+    return jnp if any(isinstance(a, jax.Array) for a in args) else np
+
+
 def _correlation(q1, q2, c):
     s = np.sqrt(q1 * q2)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -77,8 +84,57 @@ def _correlation(q1, q2, c):
     return s, np.where(s > 0, rho, 0.0) if np.any(s == 0) else rho
 
 
+def _arc_cosine(A, B, q1, q2, c):
+    """(E[sigma sigma], E[sigma' sigma']) of sigma = A z + B |z| (numpy; Cho & Saul 2009)."""
+    s, rho = _correlation(q1, q2, c)
+    th = np.arccos(rho)
+    ss = A * A * c + (B * B * 2 / np.pi) * s * (np.sqrt(1 - rho * rho) + (np.pi / 2 - th) * rho)
+    return ss, (A * A + B * B) - (2 * B * B / np.pi) * th
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _arc_cosine_jax(A, B, q1, q2, c):
+    """JAX form of :func:`_arc_cosine` with the derivatives of Price's theorem (custom JVP):
+
+        d E[ss] = E[s's'] dc + (B^2 R / (pi q1)) dq1 + (B^2 R / (pi q2)) dq2,
+        d E[s's'] = (2 B^2 / pi) (dc - c dq1 / (2 q1) - c dq2 / (2 q2)) / R,     R = sqrt(q1 q2 - c^2),
+
+    (derivations/arc_cosine_derivatives.py checks both against sympy). The naive derivative of the
+    arccos / sqrt form is NaN at |rho| = 1 and at q = 0. Where R = 0 (|rho| = 1, or a zero variance)
+    the R/q terms are their limits 0, and the E[s's'] derivative is its value along |rho| = 1, which is 0
+    (off that line it is infinite: E[sigma'' sigma''] = B^2 / (2 pi R) diverges as rho -> 1). At q1 = 0
+    the one-sided derivative in q1 is +inf (E[ss] ~ sqrt(q1)); it is reported as 0 (its finite part).
+    """
+    q1, q2, c = jnp.broadcast_arrays(q1, q2, c)
+    s = jnp.sqrt(q1 * q2)
+    rho = jnp.clip(c / jnp.where(s > 0, s, 1.0), -1.0, 1.0)
+    rho = jnp.where(s > 0, rho, 0.0)
+    th = jnp.arccos(rho)
+    ss = A * A * c + (B * B * 2 / jnp.pi) * s * (jnp.sqrt(1 - rho * rho) + (jnp.pi / 2 - th) * rho)
+    return ss, (A * A + B * B) - (2 * B * B / jnp.pi) * th
+
+
+@_arc_cosine_jax.defjvp
+def _arc_cosine_jvp(A, B, primals, tangents):
+    q1, q2, c = jnp.broadcast_arrays(*primals)
+    dq1, dq2, dc = jnp.broadcast_arrays(*tangents)
+    ss, dd = _arc_cosine_jax(A, B, q1, q2, c)
+    s = jnp.sqrt(q1 * q2)
+    rho = jnp.where(s > 0, jnp.clip(c / jnp.where(s > 0, s, 1.0), -1.0, 1.0), 0.0)
+    R = s * jnp.sqrt(1 - rho * rho)
+    live = R > 0  # R = 0 exactly: |rho| = 1 after clipping, or a zero variance (see docstring)
+    Rs, q1s, q2s = jnp.where(live, R, 1.0), jnp.where(live, q1, 1.0), jnp.where(live, q2, 1.0)
+    dss = dd * dc + jnp.where(live, B * B / jnp.pi * Rs * (dq1 / q1s + dq2 / q2s), 0.0)
+    ddd = jnp.where(live, (2 * B * B / jnp.pi) * (dc - 0.5 * c * (dq1 / q1s + dq2 / q2s)) / Rs, 0.0)
+    return (ss, dd), (dss, ddd)
+
+
 def scale_invariant(a_plus: float = 1.0, a_minus: float = 0.0, name: Optional[str] = None) -> Activation:
-    """sigma(z) = a_plus * z for z >= 0 and a_minus * z for z < 0 (ReLU: (1, 0); abs: (1, -1); linear: (1, 1))."""
+    """sigma(z) = a_plus * z for z >= 0 and a_minus * z for z < 0 (ReLU: (1, 0); abs: (1, -1); linear: (1, 1)).
+
+    The closed forms take numpy arrays (numpy speed) or JAX arrays (jit/vmap/grad, with the custom
+    derivatives of :func:`_arc_cosine_jax` at |rho| = 1 and zero variances).
+    """
     a_plus, a_minus = float(a_plus), float(a_minus)
     if not (np.isfinite(a_plus) and np.isfinite(a_minus)):
         raise ValueError(f"slopes (a_plus={a_plus}, a_minus={a_minus}) must be finite")
@@ -87,23 +143,14 @@ def scale_invariant(a_plus: float = 1.0, a_minus: float = 0.0, name: Optional[st
     def fn(z):
         return jnp.where(z >= 0, a_plus * z, a_minus * z)
 
-    def gauss_ss(q1, q2, c):
-        s, rho = _correlation(q1, q2, c)
-        th = np.arccos(rho)
-        return A * A * c + B * B * s * (2 / np.pi) * (np.sin(th) + (np.pi / 2 - th) * rho)
-
-    def gauss_dd(q1, q2, c):
-        _, rho = _correlation(q1, q2, c)
-        return A * A + B * B * (1 - 2 * np.arccos(rho) / np.pi) + 0 * c
-
     def gauss_joint(q1, q2, c):  # both at the cost of one arccos
-        s, rho = _correlation(q1, q2, c)
-        th = np.arccos(rho)
-        ss = A * A * c + (B * B * 2 / np.pi) * s * (np.sqrt(1 - rho * rho) + (np.pi / 2 - th) * rho)
-        return ss, (A * A + B * B) - (2 * B * B / np.pi) * th
+        if _xp(q1, q2, c) is jnp:
+            return _arc_cosine_jax(A, B, q1, q2, c)
+        return _arc_cosine(A, B, q1, q2, c)
 
-    return Activation(name or f"scale_invariant({a_plus:g},{a_minus:g})", fn, gauss_ss, gauss_dd,
-                      (a_plus, a_minus), gauss_joint)
+    return Activation(name or f"scale_invariant({a_plus:g},{a_minus:g})", fn,
+                      lambda q1, q2, c: gauss_joint(q1, q2, c)[0],
+                      lambda q1, q2, c: gauss_joint(q1, q2, c)[1] + 0 * c, (a_plus, a_minus), gauss_joint)
 
 
 def leaky_relu(slope: float = 0.01) -> Activation:
@@ -112,38 +159,44 @@ def leaky_relu(slope: float = 0.01) -> Activation:
 
 
 def _erf() -> Activation:
-    def ss(q1, q2, c):
-        return (2 / np.pi) * np.arcsin(np.clip(2 * c / np.sqrt((1 + 2 * q1) * (1 + 2 * q2)), -1, 1))
+    def ss(q1, q2, c):  # |argument| < 1 for finite q (no clip needed for the derivative)
+        xp = _xp(q1, q2, c)
+        return (2 / np.pi) * xp.arcsin(xp.clip(2 * c / xp.sqrt((1 + 2 * q1) * (1 + 2 * q2)), -1, 1))
 
     def dd(q1, q2, c):
-        return (4 / np.pi) / np.sqrt((1 + 2 * q1) * (1 + 2 * q2) - 4 * c * c)
+        xp = _xp(q1, q2, c)
+        return (4 / np.pi) / xp.sqrt((1 + 2 * q1) * (1 + 2 * q2) - 4 * c * c)
 
     return Activation("erf", jax.scipy.special.erf, ss, dd)
 
 
 def _sin() -> Activation:
     def ss(q1, q2, c):
-        return np.exp(-(q1 + q2) / 2) * np.sinh(c)
+        xp = _xp(q1, q2, c)
+        return xp.exp(-(q1 + q2) / 2) * xp.sinh(c)
 
     def dd(q1, q2, c):
-        return np.exp(-(q1 + q2) / 2) * np.cosh(c)
+        xp = _xp(q1, q2, c)
+        return xp.exp(-(q1 + q2) / 2) * xp.cosh(c)
 
     return Activation("sin", jnp.sin, ss, dd)
 
 
 def _cos() -> Activation:
     def ss(q1, q2, c):
-        return np.exp(-(q1 + q2) / 2) * np.cosh(c)
+        xp = _xp(q1, q2, c)
+        return xp.exp(-(q1 + q2) / 2) * xp.cosh(c)
 
     def dd(q1, q2, c):
-        return np.exp(-(q1 + q2) / 2) * np.sinh(c)
+        xp = _xp(q1, q2, c)
+        return xp.exp(-(q1 + q2) / 2) * xp.sinh(c)
 
     return Activation("cos", jnp.cos, ss, dd)
 
 
 def _linear() -> Activation:
     return Activation("linear", lambda z: z, lambda q1, q2, c: c + 0 * (q1 + q2),
-                      lambda q1, q2, c: np.ones_like(c + 0 * (q1 + q2)), (1.0, 1.0))
+                      lambda q1, q2, c: _xp(q1, q2, c).ones_like(c + 0 * (q1 + q2)), (1.0, 1.0))
 
 
 def _gelu(z):
