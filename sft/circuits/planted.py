@@ -42,12 +42,13 @@ eigenvalue sticks to the bulk edge and the overlap vanishes as n grows.
 from __future__ import annotations
 
 import functools
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, optimize
+
+from ..conventions import check_array, check_int, check_key, check_real
 
 __all__ = ["semicircle_stieltjes", "marchenko_pastur_stieltjes", "stieltjes_transform",
            "t_matrix_outliers", "wigner_outlier", "rectangular_outlier", "wigner_outliers_t_matrix",
@@ -56,25 +57,46 @@ __all__ = ["semicircle_stieltjes", "marchenko_pastur_stieltjes", "stieltjes_tran
            "simulate_rectangular_outliers_jax"]
 
 
-def _check_thetas(thetas, name="thetas"):
-    t = np.atleast_1d(np.asarray(thetas, dtype=np.float64))
-    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)) or np.any(t == 0):
+def _check_thetas(thetas, name="thetas", positive=False):
+    t = np.atleast_1d(check_array(name, thetas, ndim=(0, 1)))
+    if np.any(t == 0) or (positive and np.any(t < 0)):
         raise ValueError(f"{name}={thetas!r} is not allowed: give a non-empty 1-d sequence of finite, "
-                         "non-zero circuit strengths")
+                         f"{'positive' if positive else 'non-zero'} circuit strengths")
     return t
 
 
 def _check_c(c):
-    if not isinstance(c, numbers.Real) or not 0 < c <= 1:
+    try:
+        c_ok = check_real("c", c, minimum=0, maximum=1)
+    except ValueError:
+        c_ok = 0.0
+    if c_ok <= 0:
         raise ValueError(f"c={c!r} is not allowed: the aspect ratio c = n/m must be in (0, 1] "
                          "(put the short side first; transpose otherwise)")
-    return float(c)
+    return c_ok
 
 
 def _check_int(name, v, lo):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-        raise ValueError(f"{name}={v!r} is not allowed: {name} must be an integer >= {lo}")
-    return int(v)
+    return check_int(name, v, lo)
+
+
+def _check_seed(name, seed):
+    """A reproducible numpy seed: an integer >= 0 or a numpy Generator (not None: same seed, same result)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return check_int(name, seed, 0)
+
+
+def _sorted_positive(thetas, what):
+    """thetas (r,) > 0 sorted descending; negative strengths put their outlier below the bulk (or,
+    rectangular, are a sign absorbed in u), where the top-r eigenvalues/singular values would miss it."""
+    t = _check_thetas(thetas)
+    if np.any(t < 0):
+        raise ValueError(f"thetas={thetas!r} is not allowed: {what} needs thetas > 0 (it records the r "
+                         "largest eigenvalues/singular values; a negative theta's outlier lies below the "
+                         "bulk and would be reported as the bulk edge). Flip the sign of W (Wigner) or of "
+                         "u (rectangular) instead")
+    return t
 
 
 def semicircle_stieltjes(z):
@@ -85,7 +107,7 @@ def semicircle_stieltjes(z):
     >>> round(float(semicircle_stieltjes(2.5)), 12)
     0.5
     """
-    z = np.asarray(z, dtype=np.float64)
+    z = check_array("z", z)
     if np.any(np.abs(z) <= 2):
         raise ValueError(f"z={z!r} is not allowed: need real |z| > 2 (outside the semicircle bulk)")
     return (z - np.sign(z) * np.sqrt(z * z - 4)) / 2
@@ -102,7 +124,7 @@ def marchenko_pastur_stieltjes(w, c):
     1.0
     """
     c = _check_c(c)
-    w = np.asarray(w, dtype=np.float64)
+    w = check_array("w", w)
     if np.any(w <= (1 + np.sqrt(c)) ** 2):
         raise ValueError(f"w={w!r} is not allowed: need real w > (1 + sqrt(c))^2 = {(1 + np.sqrt(c)) ** 2}")
     return (w - 1 + c - np.sqrt((w - 1 - c) ** 2 - 4 * c)) / (2 * c * w)
@@ -118,9 +140,13 @@ def stieltjes_transform(density, support, z):
     >>> round(stieltjes_transform(rho, (-2, 2), 2.5), 9)
     0.5
     """
-    lo, hi = map(float, support)
-    if not lo < hi:
-        raise ValueError(f"support={support!r} is not allowed: need lo < hi")
+    if not callable(density):
+        raise ValueError(f"density={density!r} is not allowed: give a callable x -> rho(x)")
+    sup = check_array("support", support, ndim=1)
+    if sup.shape != (2,) or not sup[0] < sup[1]:
+        raise ValueError(f"support={support!r} is not allowed: need (lo, hi) with lo < hi, finite")
+    lo, hi = map(float, sup)
+    z = check_real("z", z)
     if lo <= z <= hi:
         raise ValueError(f"z={z!r} is not allowed: z must lie outside the support {support!r}")
     # QUADPACK QAWC (Cauchy weight 1/(x - z)) stays accurate for z just outside the support
@@ -149,13 +175,17 @@ def t_matrix_outliers(circuit_resolvent, coupling, interval, *, n_grid: int = 40
     >>> np.round(z, 10).tolist(), np.round(comp ** 2, 10).tolist()  # theta + 1/theta, 1 - 1/theta^2
     ([3.3333333333], [[0.8888888889]])
     """
-    theta = np.asarray(coupling, dtype=np.float64)
-    if theta.ndim != 2 or theta.shape[0] != theta.shape[1] or not np.allclose(theta, theta.T, rtol=0, atol=0):
+    if not callable(circuit_resolvent):
+        raise ValueError(f"circuit_resolvent={circuit_resolvent!r} is not allowed: give a callable z -> M(z) (r, r)")
+    theta = check_array("coupling", coupling, ndim=2)
+    if theta.shape[0] != theta.shape[1] or not np.array_equal(theta, theta.T):
         raise ValueError(f"coupling={coupling!r} is not allowed: give a symmetric square (r, r) matrix")
-    a, b = map(float, interval)
-    if not a < b:
-        raise ValueError(f"interval={interval!r} is not allowed: need a < b")
+    iv = check_array("interval", interval, ndim=1)
+    if iv.shape != (2,) or not iv[0] < iv[1]:
+        raise ValueError(f"interval={interval!r} is not allowed: need (a, b) with a < b, finite")
+    a, b = map(float, iv)
     n_grid = _check_int("n_grid", n_grid, 3)
+    h = check_real("h", h, minimum=0, strict=True)
     eps = 1e-9 * max(1.0, abs(a), abs(b))
     # geometric spacing toward the edge nearer the bulk is not known here: use a grid dense at both ends
     grid = a + (b - a) * (1 - np.cos(np.linspace(0, np.pi, n_grid))) / 2
@@ -239,6 +269,7 @@ def wigner_outliers_t_matrix(thetas, g=semicircle_stieltjes, *, z_max: float = 1
     [-2.1666666667, 3.3333333333]
     """
     t = _check_thetas(thetas)
+    z_max = check_real("z_max", z_max, minimum=2, strict=True)
     theta, r = np.diag(t), t.size
     res = [t_matrix_outliers(lambda z: g(z) * np.eye(r), theta, iv) for iv in ((-z_max, -2.0), (2.0, z_max))]
     return np.concatenate([res[0][0], res[1][0]]), np.concatenate([res[0][1], res[1][1]]) ** 2
@@ -259,6 +290,7 @@ def rectangular_outliers_t_matrix(thetas, c, g_n=None, *, z_max: float = 1e3):
     if np.any(t < 0):
         raise ValueError(f"thetas={thetas!r} is not allowed: singular-value strengths must be > 0")
     c = _check_c(c)
+    z_max = check_real("z_max", z_max, minimum=1 + np.sqrt(c), strict=True)
     g_n = g_n or (lambda w: marchenko_pastur_stieltjes(w, c))
     r = t.size
 
@@ -272,26 +304,28 @@ def rectangular_outliers_t_matrix(thetas, c, g_n=None, *, z_max: float = 1e3):
 
 
 def planted_wigner(n, thetas, *, rng):
-    """Draw W = G_sym/sqrt(n) + U diag(theta) U^T (GOE background, U: (n, r) Haar-orthonormal). Returns (W, U)."""
+    """Draw W = G_sym/sqrt(n) + U diag(theta) U^T (GOE background, U: (n, r) Haar-orthonormal). Returns (W, U).
+    ``rng``: an integer seed >= 0 or a numpy Generator."""
     n = _check_int("n", n, 2)
     t = _check_thetas(thetas)
     if t.size > n:
         raise ValueError(f"thetas={thetas!r} is not allowed: at most n = {n} circuits")
-    rng = np.random.default_rng(rng)
+    rng = np.random.default_rng(_check_seed("rng", rng))
     A = rng.standard_normal((n, n))
     U = np.linalg.qr(rng.standard_normal((n, t.size)))[0]
     return (A + A.T) / np.sqrt(2 * n) + (U * t) @ U.T, U
 
 
 def planted_rectangular(n, m, thetas, *, rng):
-    """Draw W = G/sqrt(m) + U diag(theta) V^T, G (n, m) iid N(0, 1), n <= m; U, V Haar-orthonormal. Returns (W, U, V)."""
+    """Draw W = G/sqrt(m) + U diag(theta) V^T, G (n, m) iid N(0, 1), n <= m; U, V Haar-orthonormal. Returns (W, U, V).
+    ``rng``: an integer seed >= 0 or a numpy Generator."""
     n, m = _check_int("n", n, 1), _check_int("m", m, 1)
     if n > m:
         raise ValueError(f"n={n}, m={m} is not allowed: need n <= m (c = n/m <= 1); transpose the matrix")
     t = _check_thetas(thetas)
     if t.size > n:
         raise ValueError(f"thetas={thetas!r} is not allowed: at most n = {n} circuits")
-    rng = np.random.default_rng(rng)
+    rng = np.random.default_rng(_check_seed("rng", rng))
     G = rng.standard_normal((n, m))
     U = np.linalg.qr(rng.standard_normal((n, t.size)))[0]
     V = np.linalg.qr(rng.standard_normal((m, t.size)))[0]
@@ -302,12 +336,13 @@ def simulate_wigner_outliers(n, thetas, n_draws, *, seed: int):
     """Top eigenvalues and overlaps over ``n_draws`` draws (numpy float64, eigh).
 
     Returns dict(seed, n, n_draws, dtype, eigenvalues (n_draws, r) — the r largest, descending —,
-    overlaps (n_draws, r) = |<psi_k, u_k>|^2 with u_k sorted by decreasing theta). For positive thetas.
+    overlaps (n_draws, r) = |<psi_k, u_k>|^2 with u_k sorted by decreasing theta). thetas > 0 (ValueError
+    otherwise: a negative theta's outlier lies below the bulk). ``seed``: an integer >= 0.
     """
-    t = _check_thetas(thetas)
+    t = _sorted_positive(thetas, "simulate_wigner_outliers")
     n_draws = _check_int("n_draws", n_draws, 1)
     order = np.argsort(-t)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_int("seed", seed, 0))
     lam, ov = [], []
     for _ in range(n_draws):
         W, U = planted_wigner(n, t[order], rng=rng)
@@ -322,12 +357,12 @@ def simulate_rectangular_outliers(n, m, thetas, n_draws, *, seed: int):
     """Top singular values and left/right overlaps over ``n_draws`` draws (eigh of W W^T, v~ = W^T u~ / sigma).
 
     Returns dict(seed, n, m, n_draws, dtype, singular_values (n_draws, r) descending, left, right (n_draws, r)),
-    u_k, v_k sorted by decreasing theta.
+    u_k, v_k sorted by decreasing theta. thetas > 0; ``seed``: an integer >= 0.
     """
-    t = _check_thetas(thetas)
+    t = _sorted_positive(thetas, "simulate_rectangular_outliers")
     n_draws = _check_int("n_draws", n_draws, 1)
     order = np.argsort(-t)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_int("seed", seed, 0))
     sv, left, right = [], [], []
     for _ in range(n_draws):
         W, U, V = planted_rectangular(n, m, t[order], rng=rng)
@@ -386,8 +421,9 @@ def simulate_wigner_outliers_jax(n, thetas, n_draws, *, key, batch: int = 8):
     Returns the same dict as the numpy version (key instead of seed). Same key -> same result.
     """
     n = _check_int("n", n, 2)
-    t = -np.sort(-_check_thetas(thetas))
+    t = -np.sort(-_sorted_positive(thetas, "simulate_wigner_outliers_jax"))
     n_draws, batch = _check_int("n_draws", n_draws, 1), _check_int("batch", batch, 1)
+    key = check_key("key", key)
     if t.size > n:
         raise ValueError(f"thetas={thetas!r} is not allowed: at most n = {n} circuits")
     lam, ov = _batched(_wigner_draws, key, n_draws, batch, jnp.asarray(t), n)
@@ -403,10 +439,9 @@ def simulate_rectangular_outliers_jax(n, m, thetas, n_draws, *, key, batch: int 
     n, m = _check_int("n", n, 1), _check_int("m", m, 1)
     if n > m:
         raise ValueError(f"n={n}, m={m} is not allowed: need n <= m (c = n/m <= 1); transpose the matrix")
-    t = -np.sort(-_check_thetas(thetas))
-    if np.any(t < 0):
-        raise ValueError(f"thetas={thetas!r} is not allowed: singular-value strengths must be > 0")
+    t = -np.sort(-_sorted_positive(thetas, "simulate_rectangular_outliers_jax"))
     n_draws, batch = _check_int("n_draws", n_draws, 1), _check_int("batch", batch, 1)
+    key = check_key("key", key)
     if t.size > n:
         raise ValueError(f"thetas={thetas!r} is not allowed: at most n = {n} circuits")
     sv, left, right = _batched(_rectangular_draws, key, n_draws, batch, jnp.asarray(t), n, m)
