@@ -72,46 +72,60 @@ def _abs_moment(k):
     return 2.0 ** (k / 2) * math.gamma((k + 1) / 2) / math.sqrt(math.pi)
 
 
-def _sigma_moment_tensor(act, K, order):
-    """T[a1..ar] = <sigma(z_a1) .. sigma(z_ar)>_K (N,)*r, float64, fully symmetric (module docstring)."""
+def _sigma_moment_tensors(act, K, orders):
+    """{r: T_r} with T_r[a1..ar] = <sigma(z_a1) .. sigma(z_ar)>_K (N,)*r, float64, exactly symmetric.
+
+    Module docstring for the methods; one batched quadrature call per number d of distinct inputs.
+    """
     N = K.shape[0]
-    if act.name == "linear":  # Isserlis: the order-r moment tensor of N(0, K)
-        kap = [np.zeros(N), K] + [np.zeros((N,) * k) for k in range(3, order + 1)]
-        return moment_tensors_from_cumulants(kap)[order - 1]
-    T = np.empty((N,) * order)
-    for d in range(1, min(N, order) + 1):
+    if act.name == "linear":  # Isserlis: the moment tensors of N(0, K)
+        R = max(orders)
+        kap = [np.zeros(N), K] + [np.zeros((N,) * k) for k in range(3, R + 1)]
+        mom = moment_tensors_from_cumulants(kap)
+        return {r: _symmetrized(mom[r - 1]) for r in orders}
+    d_max = min(N, max(orders))
+    if d_max > _MAX_DISTINCT:
+        raise ValueError(f"order={max(orders)} on N={N} inputs needs Gaussian moments of {d_max} distinct "
+                         f"inputs: quadrature is available for at most {_MAX_DISTINCT} distinct inputs per "
+                         "entry (any number for activation='linear'); use order <= 4 or N <= 4")
+    T = {r: np.empty((N,) * r) for r in orders}
+    for d in range(1, d_max + 1):
         subsets = np.array(list(itertools.combinations(range(N), d)))
-        if d > _MAX_DISTINCT:
-            raise ValueError(f"order={order} on N={N} inputs needs Gaussian moments of {d} distinct inputs: "
-                             f"quadrature is available for at most {_MAX_DISTINCT} distinct inputs per entry "
-                             "(any number for activation='linear'); use order <= 4 or N <= 4")
-        powers = tuple(p for p in itertools.product(range(1, order + 1), repeat=d) if sum(p) == order)
         _cholesky(K[subsets[:, :, None], subsets[:, None, :]])  # ValueError unless positive definite
+        powers = tuple(p for r in orders for p in itertools.product(range(1, r + 1), repeat=d) if sum(p) == r)
+        if not powers:
+            continue
         if d == 1 and act.slopes is not None:
             ap, am = act.slopes
-            vals = (np.diag(K)[subsets[:, 0]] ** (order / 2) * 0.5 * (ap ** order + (-am) ** order)
-                    * _abs_moment(order))[:, None]
-        elif d == 2 and order == 2 and act.gauss_ss is not None:
-            a, b = subsets[:, 0], subsets[:, 1]
-            vals = np.asarray(act.gauss_ss(K[a, a], K[b, b], K[a, b]), dtype=np.float64)[:, None]
+            q = np.diag(K)[subsets[:, 0]]
+            vals = np.stack([q ** (p[0] / 2) * 0.5 * (ap ** p[0] + (-am) ** p[0]) * _abs_moment(p[0])
+                             for p in powers], axis=1)
         else:
             vals = _subset_moments(act, K, subsets, powers)
+        if d == 2 and act.gauss_ss is not None and (1, 1) in powers:  # closed form <sigma_a sigma_b>
+            a, b = subsets[:, 0], subsets[:, 1]
+            vals[:, powers.index((1, 1))] = act.gauss_ss(K[a, a], K[b, b], K[a, b])
         for m, p in enumerate(powers):
             for perm in set(itertools.permutations(_slots(p))):
-                T[tuple(subsets[:, list(perm)].T)] = vals[:, m]
+                T[sum(p)][tuple(subsets[:, list(perm)].T)] = vals[:, m]
     return T
+
+
+def _symmetrized(T):
+    """T[i] := T[sorted(i)]: a tensor that is exactly (bitwise) symmetric under index permutations."""
+    r, N = T.ndim, T.shape[0]
+    idx = np.sort(np.indices(T.shape).reshape(r, -1), axis=0)
+    return T[tuple(idx)].reshape(T.shape)
 
 
 def _neuron_cumulants(act, K, cw2, max_order):
     """[kappa_1(Y) .. kappa_R(Y)] of one neuron Y_a = v sigma(z_a), v ~ N(0, cw2), z ~ N(0, K)."""
     N = K.shape[0]
-    moments = []
-    for k in range(1, max_order + 1):
-        if k % 2:
-            moments.append(np.zeros((N,) * k))
-        else:
-            moments.append(cw2 ** (k // 2) * _abs_moment(k) * _sigma_moment_tensor(act, K, k))
-    return cumulant_tensors_from_moments(moments)
+    even = tuple(range(2, max_order + 1, 2))
+    T = _sigma_moment_tensors(act, K, even)
+    moments = [cw2 ** (k // 2) * _abs_moment(k) * T[k] if k % 2 == 0 else np.zeros((N,) * k)
+               for k in range(1, max_order + 1)]
+    return [_symmetrized(c) for c in cumulant_tensors_from_moments(moments)]
 
 
 def neuron_cumulants(x, max_order, *, activation, C_W, C_b):
