@@ -66,7 +66,8 @@ import numpy as np
 
 from ..kernels.activations import get_activation
 from ..conventions import check_depth, check_widths, layer_constants, pd_inverse, psd_eigh
-from ..kernels.recursion import nngp
+from ..gaussian.expectations import _is_traced
+from ..kernels.recursion import _traced_constants, nngp
 
 __all__ = ["SingleInput", "MultiInput", "single_input", "multi_input", "single_input_step",
            "neuron_excess_kurtosis", "gaussian_rule", "nu_scale_invariant", "nu_from_recursion",
@@ -316,9 +317,10 @@ def _std_normal_rule(n: int = 200, cut: float = 12.0):
 
 
 def _single_moments(act, K):
-    """(<s^2>, <s^4>, d<s^2>/dK, d^2<s^2>/dK^2) at variance K > 0 (module docstring)."""
+    """(<s^2>, <s^4>, d<s^2>/dK, d^2<s^2>/dK^2) at variance K > 0 (module docstring).
+    K a float (numpy) or a traced JAX scalar (then the same rule in jax.numpy, differentiable in K)."""
     u, w = _std_normal_rule()
-    s2 = _sigma(act, math.sqrt(K) * u) ** 2
+    s2 = (_sigma(act, math.sqrt(K) * u) if isinstance(K, float) else act.fn(jnp.sqrt(K) * u)) ** 2
     he2, he4 = u * u - 1.0, u ** 4 - 6.0 * u * u + 3.0
     return w @ s2, w @ (s2 * s2), (w @ (s2 * he2)) / (2 * K), (w @ (s2 * he4)) / (4 * K * K)
 
@@ -328,12 +330,16 @@ def single_input_step(K, V, G1, r, *, activation, C_W, C_b):
 
     K' = C_b + C_W <s^2>,  V' = C_W^2 (<s^4> - <s^2>^2) + r chi^2 V,
     G1' = r [chi G1 + (C_W/2) d^2<s^2>/dK^2 V],  chi = C_W d<s^2>/dK,  r = n_l / n_{l-1}.
-    Returns (K', V', G1', chi).
+    Returns (K', V', G1', chi). JAX-traceable in K, V, G1, C_W, C_b (values unchecked when traced).
     """
     act = get_activation(activation)
-    if not (np.isfinite(K) and K > 0):
+    if _is_traced(K, V, G1, C_W, C_b):
+        K = jnp.asarray(K, dtype=jnp.float64)
+    elif not (np.isfinite(K) and K > 0):
         raise ValueError(f"K={K!r} is not allowed: the kernel must be finite and > 0")
-    m2, m4, dm2, d2m2 = _single_moments(act, float(K))
+    else:
+        K = float(K)
+    m2, m4, dm2, d2m2 = _single_moments(act, K)
     chi = C_W * dm2
     return (C_b + C_W * m2, C_W ** 2 * (m4 - m2 * m2) + r * chi * chi * V,
             r * (chi * G1 + 0.5 * C_W * d2m2 * V), chi)
@@ -358,13 +364,27 @@ def single_input(K1, *, depth, activation, C_W, C_b, widths=None) -> SingleInput
 
     C_W, C_b: scalars or per layer (length depth + 1). widths: None (equal) or (n_1, .., n_depth).
 
+    JAX: traceable in K1, C_W and C_b (jit, vmap, grad; then the fields are JAX arrays, values unchecked).
+
     >>> out = single_input(1.0, depth=2, activation="linear", C_W=1.0, C_b=0.0)
     >>> np.round(out.V, 12).tolist(), bool(np.all(np.abs(out.G1) < 1e-12))   # V^(l)/K^2 = 2 (l - 1)
     ([0.0, 2.0, 4.0], True)
+    >>> dV = jax.grad(lambda cw: single_input(1.0, depth=2, activation="linear", C_W=cw, C_b=0.0).V[-1])(1.0)
+    >>> round(float(dV), 10)   # V^(3) = 4 K^2 C_W^4 with K^(l) = C_W^(l-1) K1 (linear, C_b = 0)
+    16.0
     """
     depth = check_depth(depth)
-    cw, cb = layer_constants(depth, C_W, C_b)
     r = width_ratios(widths, depth)
+    if _is_traced(K1, C_W, C_b):
+        cw, cb = _traced_constants(depth, C_W, C_b)
+        K, V, G1, chis = [jnp.asarray(K1, dtype=jnp.float64)], [0.0], [0.0], []
+        for l in range(depth):
+            k, v, g, chi = single_input_step(K[-1], V[-1], G1[-1], r[l], activation=activation,
+                                             C_W=cw[l + 1], C_b=cb[l + 1])
+            K.append(k), V.append(v), G1.append(g), chis.append(chi)
+        return SingleInput(*(jnp.stack(jnp.broadcast_arrays(*x)) for x in (K, V, G1, chis)),
+                           None if widths is None else check_widths(widths))
+    cw, cb = layer_constants(depth, C_W, C_b)
     K, V, G1, chis = [float(K1)], [0.0], [0.0], []
     for l in range(depth):
         k, v, g, chi = single_input_step(K[-1], V[-1], G1[-1], r[l], activation=activation,

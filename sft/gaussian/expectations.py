@@ -113,7 +113,13 @@ def diag_expectations(activation, q):
     """(E[sigma(u)^2], E[sigma'(u)^2]) for u ~ N(0, q), vectorized over q (closed form or 1-D quadrature).
 
     This is the rho = 1, q1 = q2 case of :func:`pair_expectations`, computed independently of it.
+    Under JAX tracing: differentiable in q to any order (d<f(u)>_q/dq = <f''(u)>_q / 2), values unchecked.
     """
+    if _is_traced(q):
+        q = jnp.asarray(q, dtype=jnp.float64)
+        if activation.has_closed_form:
+            return activation.gauss_ss(q, q, q), activation.gauss_dd(q, q, q)
+        return _diag_traced(activation, 0, 0, q)
     q = _check_variances(q)
     if activation.has_closed_form:
         return activation.gauss_ss(q, q, q), activation.gauss_dd(q, q, q)
@@ -568,8 +574,8 @@ def _host_pairs(activation, i, j, symmetric, tol, n_max, q1, q2, c):
 def _host_diag(activation, i, j, q):
     """(D_ij, D_{i+1,j+1}) (N,) by the 1-D quadrature of :func:`gaussian_expectation`."""
     f = [_derivative_activation(activation, k).fn for k in (i, j, i + 1, j + 1)]
-    return (gaussian_expectation(lambda z: f[0](z) * f[1](z), q),
-            gaussian_expectation(lambda z: f[2](z) * f[3](z), q))
+    return (np.asarray(gaussian_expectation(lambda z: f[0](z) * f[1](z), q), dtype=np.float64),
+            np.asarray(gaussian_expectation(lambda z: f[2](z) * f[3](z), q), dtype=np.float64))
 
 
 def _callback(host, shape, *args):

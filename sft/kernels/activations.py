@@ -99,7 +99,7 @@ def _arc_cosine_jax(A, B, q1, q2, c):
         d E[ss] = E[s's'] dc + (B^2 R / (pi q1)) dq1 + (B^2 R / (pi q2)) dq2,
         d E[s's'] = (2 B^2 / pi) (dc - c dq1 / (2 q1) - c dq2 / (2 q2)) / R,     R = sqrt(q1 q2 - c^2),
 
-    (derivations/arc_cosine_derivatives.py checks both against sympy). The naive derivative of the
+    (tests/test_kernels_jax.py checks both against sympy derivatives of the closed form). The naive derivative of the
     arccos / sqrt form is NaN at |rho| = 1 and at q = 0. Where R = 0 (|rho| = 1, or a zero variance)
     the R/q terms are their limits 0, and the E[s's'] derivative is its value along |rho| = 1, which is 0
     (off that line it is infinite: E[sigma'' sigma''] = B^2 / (2 pi R) diverges as rho -> 1). At q1 = 0
@@ -249,7 +249,8 @@ def get_activation(activation, **params) -> Activation:
     if callable(activation):
         if params:
             raise ValueError("parameters are only allowed with an activation name")
-        probe = np.asarray(activation(jnp.linspace(-2.0, 2.0, 5)))
+        with jax.ensure_compile_time_eval():  # concrete even inside jit
+            probe = np.asarray(activation(jnp.linspace(-2.0, 2.0, 5)))
         if probe.shape != (5,) or not np.all(np.isfinite(probe)):
             raise ValueError(f"activation={activation!r} must map an array elementwise to finite values "
                              f"of the same shape; got shape {probe.shape}")

@@ -44,7 +44,7 @@ from scipy import optimize
 
 from .activations import Activation, get_activation
 from ..conventions import check_depth
-from ..gaussian.expectations import gaussian_expectation
+from ..gaussian.expectations import _is_traced, diag_expectations, gaussian_expectation
 from .recursion import nngp
 
 __all__ = ["kernel_map", "chi_parallel", "chi_perp", "taylor_coefficients", "small_K_expansion",
@@ -96,9 +96,11 @@ def _slopes(act: Activation):
 def _detected_slopes(fn):
     """(a+, a-) if fn(0) = 0 and fn(z) = a+ z, fn(-z) = -a- z to 1e-12 on z in [1e-3, 1e3], else None."""
     z = np.geomspace(1e-3, 1e3, 13)
-    ap, am = float(fn(jnp.asarray(1.0))), -float(fn(jnp.asarray(-1.0)))
-    vp, vm = np.asarray(fn(jnp.asarray(z))), np.asarray(fn(jnp.asarray(-z)))
-    if (float(fn(jnp.asarray(0.0))) == 0.0 and np.allclose(vp, ap * z, rtol=1e-12, atol=0)
+    with jax.ensure_compile_time_eval():  # concrete even when first called inside jit
+        ap, am = float(fn(jnp.asarray(1.0))), -float(fn(jnp.asarray(-1.0)))
+        vp, vm = np.asarray(fn(jnp.asarray(z))), np.asarray(fn(jnp.asarray(-z)))
+        f0 = float(fn(jnp.asarray(0.0)))
+    if (f0 == 0.0 and np.allclose(vp, ap * z, rtol=1e-12, atol=0)
             and np.allclose(vm, -am * z, rtol=1e-12, atol=0)):
         return ap, am
     return None
@@ -140,14 +142,37 @@ def _mean_dsq(act, K):
     return gaussian_expectation(_integrands(act.fn)[2], K)
 
 
+def _traced_moments(act, K):
+    """(<sigma^2>_K, <sigma'^2>_K) as JAX functions of K (jit, vmap, grad; any order).
+
+    Scale-invariant: (A2 K, A2). Otherwise :func:`sft.gaussian.diag_expectations`, whose K-derivative is
+    the Gaussian heat equation d<f(u)>_K/dK = <f''(u)>_K / 2, so that d<sigma^2>/dK = <sigma'^2 + sigma
+    sigma''> (the analytic chi_par / C_W of PDLT sec. 5.1) by construction, and
+    tests/test_kernels_jax.py checks autodiff against :func:`chi_parallel`'s independent quadrature.
+    Values (K >= 0, C_W > 0) are not checked under tracing.
+    """
+    K = jnp.asarray(K, dtype=jnp.float64)
+    sl = _slopes(act)
+    if sl is not None:
+        return _A2(sl) * K, _A2(sl) * jnp.ones_like(K)
+    return diag_expectations(act, K)
+
+
 # ----------------------------------------------------------------------------- one-layer quantities
 def kernel_map(K, *, activation, C_W, C_b):
     """One layer of the single-input recursion: C_b + C_W <sigma(u)^2>_K, u ~ N(0, K). Vectorized over K.
 
+    JAX: traceable in K, C_W and C_b (jit, vmap, grad); then C_W d(kernel_map)/dK = chi_par.
+
     >>> float(kernel_map(1.0, activation="relu", C_W=2.0, C_b=0.0))
     1.0
+    >>> slope = jax.grad(lambda K: kernel_map(K, activation="tanh", C_W=1.0, C_b=0.0))(0.5)
+    >>> bool(abs(slope - chi_parallel(0.5, activation="tanh", C_W=1.0)) < 1e-13)
+    True
     """
     act = get_activation(activation)
+    if _is_traced(K, C_W, C_b):  # jit / grad / vmap: values unchecked (see below)
+        return C_b + C_W * _traced_moments(act, K)[0]
     C_W = _check_scalar("C_W", C_W, positive=True)
     C_b = _check_scalar("C_b", C_b, positive=False)
     return C_b + C_W * _mean_sq(act, _check_kernel(K))
@@ -174,6 +199,8 @@ def chi_perp(K, *, activation, C_W):
     1.0
     """
     act = get_activation(activation)
+    if _is_traced(K, C_W):
+        return C_W * _traced_moments(act, K)[1]
     C_W = _check_scalar("C_W", C_W, positive=True)
     return C_W * _mean_dsq(act, _check_kernel(K))
 
