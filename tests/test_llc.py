@@ -108,8 +108,7 @@ def test_reduced_rank_learning_coefficient_small_cases():
         reduced_rank_learning_coefficient(2, 4, 3, 3)
 
 
-@pytest.mark.parametrize("M, N, r", [(3, 2, 2), (2, 3, 1)])
-def test_linear_network_hessian_rank_is_twice_lambda(M, N, r):
+def test_linear_network_hessian_rank_is_twice_lambda(M=2, N=3, r=1):
     """H = r: the sft linear network at a rank-r teacher is regular modulo GL(r); its Hessian has
     2 lambda = r (M + N - r) nonzero eigenvalues (Aoyagi & Watanabe's lambda)."""
     p = [(w[0], b[0]) for w, b in init_params(jax.random.key(M + N), n_ensemble=1, in_dim=M,
