@@ -37,6 +37,20 @@ several devices (``jax.device_count() > 1``) each chunk is sharded over all devi
 ensemble axis (a 1-d ``Mesh`` named ``"ensemble"``, ``shard_map``); a chunk is rounded up to a
 multiple of the device count with >= 2 networks per device, the last chunk padded with networks
 that are computed and dropped. Outputs are ``jax.Array`` s, ensemble axis first.
+
+Limits (checked up front, before anything is compiled; ValueError stating the estimate and the
+limit). Network indices are uint32 (``fold_in``), so ``n_ensemble <= MAX_NETWORKS = 2**32``: an index
+never wraps. A request is refused if the results it returns, or the smallest working set (two
+networks' parameters, x2 for RNG temporaries, plus one network's activations / Jacobian), exceed
+``MAX_BYTES`` (64 GiB), or if its arithmetic exceeds ``MAX_FLOPS`` (1e17 floating-point operations,
+estimated as 2 N sum_l n_{l-1} n_l per forward pass, x3 for backprop, x3N for the autodiff NTK, plus
+2 N^2 n_{l-1} per layer metric): days on a 2-core CPU, hours on a GPU. Legitimate big runs fit (e.g.
+10^6 networks of width 1000, depth 3, N = 100: 6e14 flop, 4e8 bytes of outputs); to go further, set
+the module attributes (``sft.sim.networks.MAX_FLOPS = ...``) deliberately.
+
+dtype: float64 (default) or float32 for the simulation; JAX's ``jax_enable_x64`` must be on in both
+cases (:func:`sft.conventions.require_x64`). The same key with float32 and float64 draws DIFFERENT
+networks (``jax.random.normal`` samples differently per dtype), not rounded copies.
 """
 from __future__ import annotations
 
@@ -51,13 +65,20 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..kernels.activations import get_activation
-from ..conventions import check_widths, layer_constants
+from ..conventions import check_widths, layer_constants, require_x64
 
 __all__ = ["init_params", "apply", "ensemble_outputs", "layer_kernels", "empirical_nngp",
-           "empirical_ntk", "EmpiricalNNGP", "MEMORY_BUDGET_BYTES"]
+           "empirical_ntk", "EmpiricalNNGP", "MEMORY_BUDGET_BYTES", "MAX_NETWORKS", "MAX_BYTES",
+           "MAX_FLOPS"]
 
 #: Working-memory target (bytes) of one chunk of networks when ``chunk_size`` is None.
 MEMORY_BUDGET_BYTES = 2 ** 28
+#: Most networks in one call: network i uses ``fold_in(key, i)`` with i a uint32 (module docstring).
+MAX_NETWORKS = 2 ** 32
+#: Largest result, and largest smallest-working-set, of one call in bytes (module docstring).
+MAX_BYTES = 2 ** 36
+#: Largest estimated number of floating-point operations of one call (module docstring).
+MAX_FLOPS = 10 ** 17
 _DTYPES = (np.dtype("float64"), np.dtype("float32"))
 _NTK_METHODS = ("autodiff", "backprop")
 
@@ -77,6 +98,36 @@ def _check_dtype(dtype) -> np.dtype:
     if dt not in _DTYPES:
         raise ValueError(f"dtype={dtype!r} is not allowed: use float64 (default) or float32")
     return dt
+
+
+def _check_cost(what, n_networks, flops, result_bytes, working_bytes):
+    """ValueError (stating the estimate and the limit) if a request breaks MAX_NETWORKS, MAX_BYTES or
+    MAX_FLOPS (module docstring); ``n_networks`` None for requests that draw no network keys."""
+    if n_networks is not None and n_networks > MAX_NETWORKS:
+        raise ValueError(f"{what}: n_ensemble={n_networks} is not allowed: network i uses "
+                         f"jax.random.fold_in(key, i) with a uint32 index, so at most MAX_NETWORKS = "
+                         f"2**32 = {MAX_NETWORKS} networks per call (use several keys)")
+    for label, value, limit, unit in (("its results", result_bytes, MAX_BYTES, "bytes"),
+                                      ("its smallest working set", working_bytes, MAX_BYTES, "bytes"),
+                                      ("its arithmetic", flops, MAX_FLOPS, "floating-point operations")):
+        if value > limit:
+            raise ValueError(f"{what} is too large: {label} would take ~{value:.3g} {unit}, above the limit "
+                             f"{limit:.3g} (sft.sim.networks.MAX_{'BYTES' if unit == 'bytes' else 'FLOPS'}; "
+                             "module docstring); reduce n_ensemble, the widths or the number of inputs")
+
+
+def _network_cost(kind, sizes, n_inputs):
+    """(flops, result entries, working entries beyond parameters) of one network (module docstring)."""
+    N = n_inputs
+    fwd = 2 * N * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    gram = 2 * N * N * sum(sizes[:-1])
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    flops = {"outputs": fwd, "metrics": fwd + gram, "nngp": fwd + 2 * N * N * sizes[-2],
+             "ntk_backprop": 3 * fwd + gram, "ntk_autodiff": 3 * N * fwd + 2 * N * N * n_params}[kind]
+    result = {"outputs": N * sizes[-1], "metrics": (len(sizes) - 1) * N * N,
+              "nngp": N * sizes[-1] + N * N}.get(kind, N * N)
+    live = 4 * N * sum(sizes) + (2 * N * n_params if kind == "ntk_autodiff" else 0)
+    return flops, result, live
 
 
 def _check_chunk(chunk_size):
@@ -155,11 +206,14 @@ def init_params(key, *, n_ensemble, in_dim, widths, n_out=1, dtype=jnp.float64):
     >>> [w.shape for w, b in p]
     [(2, 3, 5), (2, 5, 4), (2, 4, 1)]
     """
+    require_x64("sft.sim.init_params")
     S = _check_count("n_ensemble", n_ensemble)
     sizes = _layer_sizes(_check_count("in_dim", in_dim), check_widths(widths),
                          _check_count("n_out", n_out))
     dt = _check_dtype(dtype)
-    return _init_chunk(jnp.arange(S, dtype=jnp.uint32), key, sizes, dt)
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    _check_cost("init_params", S, 0, S * n_params * dt.itemsize, 2 * n_params * dt.itemsize)
+    return _init_chunk(_indices(0, S), key, sizes, dt)
 
 
 def apply(params, x, *, activation, C_W, C_b):
@@ -170,6 +224,7 @@ def apply(params, x, *, activation, C_W, C_b):
     >>> apply(p, jnp.ones((4, 2)), activation="relu", C_W=2.0, C_b=0.0).shape
     (4, 1)
     """
+    require_x64("sft.sim.apply")
     act = get_activation(activation)
     cw, cb = (tuple(map(float, c)) for c in layer_constants(len(params) - 1, C_W, C_b))
     omega0 = params[0][0]
@@ -184,6 +239,12 @@ def apply(params, x, *, activation, C_W, C_b):
 
 
 # ------------------------------------------------------------------------------- ensembles
+def _indices(start, count) -> jax.Array:
+    """Network indices start .. start+count-1 as uint32; indices past 2**32 - 1 (only the padding of a
+    last chunk, computed and dropped, since n_ensemble <= MAX_NETWORKS) wrap instead of overflowing."""
+    return jnp.asarray(np.arange(start, start + count, dtype=np.uint64) % (2 ** 32), dtype=jnp.uint32)
+
+
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _init_chunk(idx, key, sizes, dtype):
     """Parameters of networks ``idx`` (uint32 (C,)): network i from ``jax.random.fold_in(key, i)``."""
@@ -241,6 +302,7 @@ def _default_chunk(kind, sizes, n_inputs, itemsize):
 def _ensemble(kind, key, x, *, n_ensemble, widths, activation, C_W, C_b, n_out, chunk_size, dtype):
     """Validate, then evaluate network i = 0 .. S-1 (key fold_in(key, i)) in chunks, sharded over
     all devices along the ensemble axis; returns the results stacked along a leading axis S."""
+    require_x64(f"sft.sim ({kind})")
     S = _check_count("n_ensemble", n_ensemble)
     widths = check_widths(widths)
     act = get_activation(activation)
@@ -249,6 +311,10 @@ def _ensemble(kind, key, x, *, n_ensemble, widths, activation, C_W, C_b, n_out, 
     chunk = _check_chunk(chunk_size)
     x = _check_x(x, dt)
     sizes = _layer_sizes(x.shape[1], widths, _check_count("n_out", n_out))
+    flops, result, live = _network_cost(kind, sizes, x.shape[0])
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    _check_cost(f"this ensemble ({kind})", S, S * flops, S * result * dt.itemsize,
+                (4 * n_params + live) * dt.itemsize)
     if chunk is None:
         chunk = _default_chunk(kind, sizes, x.shape[0], dt.itemsize)
     n_dev = jax.device_count()
@@ -261,7 +327,7 @@ def _ensemble(kind, key, x, *, n_ensemble, widths, activation, C_W, C_b, n_out, 
     sharding = NamedSharding(_mesh(), PartitionSpec("ensemble")) if n_dev > 1 else None
     chunks = []
     for start in range(0, S, chunk):
-        idx = jnp.arange(start, start + chunk, dtype=jnp.uint32)
+        idx = _indices(start, chunk)
         if sharding is not None:
             idx = jax.device_put(idx, sharding)
         chunks.append(f(_init_chunk(idx, key, sizes, dt), x))

@@ -24,6 +24,11 @@ networks of the chunk and ``lax.scan`` over the steps (an outer scan over record
 over the ``record_every`` steps between them). Every chunk has the same size, >= 2 (the last one is
 padded with networks that are trained and dropped), so a call compiles once; results are bitwise
 independent of ``chunk_size`` (tested). One device only (no sharding over devices).
+
+Limits: as :mod:`sft.sim.networks` (checked up front): n_ensemble <= 2**32 (uint32 network indices,
+never wrapped), recordings <= ``MAX_BYTES``, and ~6 P sum_l n_{l-1} n_l flop per network and step
+(forward and backward on the P training inputs, plus the test predictions at each recording)
+<= ``MAX_FLOPS``. float64 by default; ``jax_enable_x64`` must be on (:func:`sft.conventions.require_x64`).
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ import numpy as np
 
 from . import networks as _nw
 from ..kernels.activations import get_activation
-from ..conventions import check_widths, layer_constants
+from ..conventions import check_widths, layer_constants, require_x64
 
 __all__ = ["TrainedEnsemble", "train_ensemble"]
 
@@ -191,6 +196,7 @@ def train_ensemble(key, x_train, y_train, x_test, *, n_ensemble, widths, activat
     >>> r.steps.tolist(), r.test_predictions.shape, r.train_loss.shape
     ([0, 10, 20], (4, 3, 3), (4, 3))
     """
+    require_x64("sft.sim.train_ensemble")
     S = _check_int("n_ensemble", n_ensemble, 1)
     widths = check_widths(widths)
     get_activation(activation)
@@ -203,6 +209,13 @@ def train_ensemble(key, x_train, y_train, x_test, *, n_ensemble, widths, activat
     x_train, y_train, x_test = _check_data(x_train, y_train, x_test, dt)
 
     sizes = _nw._layer_sizes(x_train.shape[1], widths, 1)
+    P, M, n_rec = x_train.shape[0], x_test.shape[0], n_steps // record_every + 1
+    dense = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    n_params = dense + sum(sizes[1:])
+    flops = S * (6 * P * dense * max(n_steps, 1) + 2 * (P + M) * dense * n_rec
+                 + (n_rec * 3 * 2 * P * dense if record_ntk else 0))
+    result = S * n_rec * (M + P + 1 + (P * P if record_ntk else 0)) * dt.itemsize
+    _nw._check_cost("train_ensemble", S, flops, result, 8 * n_params * dt.itemsize)
     if chunk is None:  # params, gradients and updated params live together: a quarter of the budget
         n_inputs = x_train.shape[0] + x_test.shape[0]
         chunk = max(1, _nw._default_chunk("ntk_backprop", sizes, n_inputs, dt.itemsize) // 4)
@@ -215,7 +228,7 @@ def train_ensemble(key, x_train, y_train, x_test, *, n_ensemble, widths, activat
     eta = jnp.asarray(lr, dtype=dt)
     chunks = []
     for start in range(0, S, chunk):
-        idx = jnp.arange(start, start + chunk, dtype=jnp.uint32)
+        idx = _nw._indices(start, chunk)
         chunks.append(train(_nw._init_chunk(idx, key, sizes, dt), x_train, y_train, x_test, eta))
     out = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a)[:S], *chunks)
     f_test, f_train, losses, theta = out if record_ntk else (*out[:3], None)
