@@ -63,7 +63,6 @@ swapped: |z| = 78).
 from __future__ import annotations
 
 import itertools
-import numbers
 
 import jax
 import jax.numpy as jnp
@@ -72,6 +71,7 @@ import scipy.special
 
 from ..kernels.activations import get_activation
 from ..gaussian.expectations import gaussian_expectation
+from ..conventions import check_array, check_int, check_key, check_real
 
 __all__ = ["equivalence_constants", "hermite_coefficients_1d", "background_conditional_moments",
            "background_moments_hermite", "background_moments_multi", "background_moments_hermite_multi",
@@ -83,10 +83,17 @@ _CUT = 14.0  # |z| cut of _shifted_moments: the N(0, 1) tail beyond it is ~1e-44
 
 
 def _check_q(q, name="q"):
-    q = np.asarray(q, dtype=np.float64)
-    if not np.all(np.isfinite(q)) or np.any(q < 0):
+    q = check_array(name, q)
+    if np.any(q < 0):
         raise ValueError(f"{name}={q!r} is not allowed: variances must be finite and >= 0")
     return q
+
+
+def _broadcast(s, q_perp):
+    try:
+        return np.broadcast_arrays(s, q_perp)
+    except ValueError:
+        raise ValueError(f"s has shape {s.shape} and q_perp {q_perp.shape}: they must broadcast together") from None
 
 
 def _normalized_hermite(k, z):
@@ -117,23 +124,22 @@ def equivalence_constants(activation, *, q=1.0):
 
 def hermite_coefficients_1d(g, q, order):
     """c_k = E[g(sqrt(q) z) h_k(z)], k = 0 .. order-1, shape q.shape + (order,); q > 0, g elementwise."""
+    if not callable(g):
+        raise ValueError(f"g={g!r} is not allowed: give an elementwise function")
     q = _check_q(q)
     if np.any(q <= 0):
         raise ValueError(f"q={q!r} is not allowed: need q > 0 for the Hermite expansion")
-    if int(order) != order or order < 1:
-        raise ValueError(f"order={order!r} is not allowed: need an integer >= 1")
+    order = check_int("order", order, 1)
     sq = np.sqrt(q)[..., None]
     return np.stack([gaussian_expectation(lambda t: g(t) * _normalized_hermite(k, t / sq), q, _NODES)
                      for k in range(int(order))], axis=-1)
 
 
-def _check_model(beta, a_var, width):
-    if not np.isfinite(beta):
-        raise ValueError(f"beta={beta!r} is not allowed: the tilt must be finite")
-    if not (np.isfinite(a_var) and a_var >= 0):
-        raise ValueError(f"a_var={a_var!r} is not allowed: the variance of a_i must be finite and >= 0")
-    if int(width) != width or width < 1:
-        raise ValueError(f"width={width!r} is not allowed: need an integer N >= 1")
+def _check_model(beta, a_var, width, a_mean=0.0):
+    check_real("beta", beta)
+    check_real("a_var", a_var, minimum=0)
+    check_real("a_mean", a_mean)
+    check_int("width", width, 1)
 
 
 def _shifted_moments(act, shift, v, n_nodes):
@@ -172,8 +178,8 @@ def background_conditional_moments(activation, s, *, beta, q_perp, a_mean=0.0, a
     True
     """
     act = get_activation(activation)
-    _check_model(beta, a_var, width)
-    s, q_perp = np.broadcast_arrays(np.asarray(s, dtype=np.float64), _check_q(q_perp, "q_perp"))
+    _check_model(beta, a_var, width, a_mean)
+    s, q_perp = _broadcast(check_array("s", s, min_size=0), _check_q(q_perp, "q_perp"))
     m1, m2 = _shifted_moments(act, beta * s, q_perp, _KINK_NODES)
     return np.sqrt(width) * a_mean * m1, (a_var + a_mean ** 2) * m2 - a_mean ** 2 * m1 ** 2
 
@@ -184,10 +190,10 @@ def background_moments_hermite(activation, s, *, beta, q_perp, order, a_mean=0.0
     scalar q_perp, s any shape. order = 2 for g = sigma is the Gaussian-equivalence line mu0 + mu1 rho s.
     """
     act = get_activation(activation)
-    _check_model(beta, a_var, width)
-    if int(order) != order or order < 1:
-        raise ValueError(f"order={order!r} is not allowed: need an integer >= 1")
-    q = beta ** 2 + float(_check_q(q_perp, "q_perp"))
+    _check_model(beta, a_var, width, a_mean)
+    order = check_int("order", order, 1)
+    s = check_array("s", s, min_size=0)
+    q = beta ** 2 + check_real("q_perp", q_perp, minimum=0)
     rho = beta / np.sqrt(q)
     s = np.asarray(s, dtype=np.float64)
     basis = np.stack([rho ** k * _normalized_hermite(k, s) for k in range(int(order))], axis=-1)
@@ -197,16 +203,16 @@ def background_moments_hermite(activation, s, *, beta, q_perp, order, a_mean=0.0
     return np.sqrt(width) * a_mean * m1, (a_var + a_mean ** 2) * m2 - a_mean ** 2 * m1 ** 2
 
 
-def _check_multi(s, tilt, a_var):
-    B = np.asarray(tilt, dtype=np.float64)
-    if B.ndim != 2 or B.shape[0] < 1 or B.shape[1] < 1 or not np.all(np.isfinite(B)):
+def _check_multi(s, tilt, a_var, a_mean=0.0):
+    B = check_array("tilt", tilt, min_size=0)
+    if B.ndim != 2 or B.shape[0] < 1 or B.shape[1] < 1:
         raise ValueError(f"tilt={tilt!r} is not allowed: give a finite (N, K) tilt matrix, one row per "
                          "background neuron, one column per circuit")
-    s = np.asarray(s, dtype=np.float64)
+    s = check_array("s", s, min_size=0)
     if s.ndim < 1 or s.shape[-1] != B.shape[1]:
         raise ValueError(f"s has shape {s.shape}: its last axis must hold the K = {B.shape[1]} circuit inputs")
-    if not (np.isfinite(a_var) and a_var >= 0):
-        raise ValueError(f"a_var={a_var!r} is not allowed: the variance of a_i must be finite and >= 0")
+    check_real("a_var", a_var, minimum=0)
+    check_real("a_mean", a_mean)
     return s, B
 
 
@@ -232,9 +238,14 @@ def background_moments_multi(activation, s, *, tilt, q_perp, a_mean=0.0, a_var=1
     (1.06066017178, 0.3)
     """
     act = get_activation(activation)
-    s, B = _check_multi(s, tilt, a_var)
+    s, B = _check_multi(s, tilt, a_var, a_mean)
+    n_nodes = check_int("n_nodes", n_nodes, 1)
     rows, counts = np.unique(B, axis=0, return_counts=True)
-    q_perp = np.broadcast_to(_check_q(q_perp, "q_perp"), s.shape[:-1])
+    q_perp = _check_q(q_perp, "q_perp")
+    try:
+        q_perp = np.broadcast_to(q_perp, s.shape[:-1])
+    except ValueError:
+        raise ValueError(f"q_perp has shape {q_perp.shape}: it must broadcast to s.shape[:-1] = {s.shape[:-1]}") from None
     shift = s @ rows.T                                                # (..., R)
     m1, m2 = _shifted_moments(act, shift, np.broadcast_to(q_perp[..., None], shift.shape), n_nodes)
     return _combine(m1, m2, counts.astype(np.float64), B.shape[0], a_mean, a_var)
@@ -259,10 +270,9 @@ def background_moments_hermite_multi(activation, s, *, tilt, q_perp, order, a_me
     1.06066017178
     """
     act = get_activation(activation)
-    s, B = _check_multi(s, tilt, a_var)
-    if int(order) != order or order < 1:
-        raise ValueError(f"order={order!r} is not allowed: need an integer >= 1")
-    q_perp = float(_check_q(q_perp, "q_perp"))
+    s, B = _check_multi(s, tilt, a_var, a_mean)
+    order = check_int("order", order, 1)
+    q_perp = check_real("q_perp", q_perp, minimum=0)
     if q_perp <= 0:
         raise ValueError(f"q_perp={q_perp!r} is not allowed: the Mehler series needs q_perp > 0 (|rho| < 1)")
     order, K = int(order), B.shape[1]
@@ -296,28 +306,24 @@ def simulate_background(key, activation, x, *, circuits, tilt=None, width=None, 
     Batches of ``batch_size`` inputs use keys fold_in(key, batch index): same (key, batch_size) -> same draws.
     """
     act = get_activation(activation)
-    x = jnp.asarray(x, dtype=jnp.float64)
-    U = jnp.asarray(circuits, dtype=jnp.float64)
-    if x.ndim != 2 or U.ndim != 2 or U.shape[0] != x.shape[1]:
-        raise ValueError(f"x has shape {x.shape} and circuits {U.shape}: need x (P, d) and circuits (d, K)")
+    x = jnp.asarray(check_array("x", x, min_size=0))
+    U = jnp.asarray(check_array("circuits", circuits, min_size=0))
+    if x.ndim != 2 or U.ndim != 2 or U.shape[0] != x.shape[1] or 0 in x.shape or 0 in U.shape:
+        raise ValueError(f"x has shape {x.shape} and circuits {U.shape}: need x (P, d) and circuits (d, K), "
+                         "P, d, K >= 1")
     if not np.allclose(np.asarray(U.T @ U), np.eye(U.shape[1]), atol=1e-10):
         raise ValueError("circuits is not allowed: its columns must be orthonormal (U^T U = 1)")
     if tilt is None:
-        if not isinstance(width, numbers.Integral) or width < 1:
-            raise ValueError(f"width={width!r} is not allowed: the untilted model needs an integer width >= 1")
-        B, N = None, int(width)
+        B, N = None, check_int("width", width, 1)
     else:
         _, B = _check_multi(np.zeros(U.shape[1]), tilt, a_var)
         N = B.shape[0]
         if width is not None and width != N:
             raise ValueError(f"width={width!r} is not allowed: it must equal tilt.shape[0] = {N} (or be None)")
         B = jnp.asarray(B)
-    for name, v in (("n_replicas", n_replicas), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{name}={v!r} is not allowed: need an integer >= 1")
-    if not (np.isfinite(gamma) and np.isfinite(a_mean) and np.isfinite(a_var) and a_var >= 0):
-        raise ValueError(f"gamma={gamma!r}, a_mean={a_mean!r}, a_var={a_var!r} are not allowed: need finite values, "
-                         "a_var >= 0")
+    n_replicas, batch_size = check_int("n_replicas", n_replicas, 1), check_int("batch_size", batch_size, 1)
+    gamma, a_mean, a_var = check_real("gamma", gamma), check_real("a_mean", a_mean), check_real("a_var", a_var, minimum=0)
+    key = check_key("key", key)
     P, d = x.shape
     total = n_replicas * P
     n_b = min(total, int(batch_size))

@@ -38,36 +38,51 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..conventions import RTOL, require_x64, solve_checked
+from ..conventions import RTOL, check_array, check_int, check_key, check_real, require_x64, solve_checked
 
 __all__ = ["ring_hamiltonian", "ring_green", "chain_green", "gaussian_field_covariance",
            "exact_green", "t_matrix", "impurity_green", "alloy_self_energy", "alloy_local_green",
            "cpa_residual", "alloy_local_green_mc"]
 
 
+def _complex_scalar(name, z):
+    """A finite complex scalar (Python/numpy number or 0-d array), else ValueError naming ``name``."""
+    v = z.item() if isinstance(z, np.ndarray) and z.ndim == 0 else z
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Number):
+        raise ValueError(f"{name}={z!r} is not allowed: {name} must be one finite (complex) number")
+    v = complex(v)
+    if not (np.isfinite(v.real) and np.isfinite(v.imag)):
+        raise ValueError(f"{name}={z!r} is not allowed: {name} must be finite")
+    return v
+
+
 def _check_z(z):
-    z = complex(z)
-    if not (np.isfinite(z.real) and np.isfinite(z.imag) and z.imag > 0):
+    z = _complex_scalar("z", z)
+    if not z.imag > 0:
         raise ValueError(f"z={z!r} is not allowed: z = E + i eta needs finite E and eta > 0 (retarded)")
     return z
 
 
 def _check_L(L):
-    if not isinstance(L, numbers.Integral) or isinstance(L, bool) or L < 1:
-        raise ValueError(f"L={L!r} is not allowed: L must be an integer >= 1")
-    return int(L)
+    return check_int("L", L, 1)
 
 
 def _check_c(c):
-    if not (isinstance(c, numbers.Real) and 0.0 <= c <= 1.0):
-        raise ValueError(f"c={c!r} is not allowed: the concentration must satisfy 0 <= c <= 1")
-    return float(c)
+    try:
+        return check_real("c", c, minimum=0, maximum=1)
+    except ValueError:
+        raise ValueError(f"c={c!r} is not allowed: the concentration must satisfy 0 <= c <= 1") from None
 
 
 def _check_t(t):
-    if not (isinstance(t, numbers.Real) and np.isfinite(t) and t != 0):
+    t_ok = check_real("t", t)
+    if t_ok == 0:
         raise ValueError(f"t={t!r} is not allowed: the hopping must be finite and nonzero")
-    return float(t)
+    return t_ok
+
+
+def _check_eps0(eps0):
+    return check_real("eps0", eps0)
 
 
 def ring_hamiltonian(L, *, t=1.0, eps0=0.0):
@@ -75,7 +90,7 @@ def ring_hamiltonian(L, *, t=1.0, eps0=0.0):
 
     Written as a sum of circulants, so L = 1, 2 keep the Bloch spectrum eps0 - 2 t cos(2 pi k / L).
     """
-    L, t = _check_L(L), _check_t(t)
+    L, t, eps0 = _check_L(L), _check_t(t), _check_eps0(eps0)
     S = np.roll(np.eye(L), 1, axis=1)
     return eps0 * np.eye(L) - t * (S + S.T)
 
@@ -86,7 +101,7 @@ def ring_green(z, L, *, t=1.0, eps0=0.0):
     Bloch sum (exact for the finite ring): G0(r) = (1/L) sum_k e^{i k r} / (z - eps0 + 2 t cos k),
     k = 2 pi n / L; computed by one FFT.
     """
-    z, L, t = _check_z(z), _check_L(L), _check_t(t)
+    z, L, t, eps0 = _check_z(z), _check_L(L), _check_t(t), _check_eps0(eps0)
     return _ring_green(z, L, t, eps0)
 
 
@@ -102,7 +117,7 @@ def chain_green(z, r, *, t=1.0, eps0=0.0):
     (|E - eps0| < 2|t|, eta -> 0+) this is G0(r) = -i e^{i q |r|} / (2 |t| sin q) with
     E - eps0 = -2 t cos q, 0 < q < pi. ``r``: integer array of any shape; returns complex128 of that shape.
     """
-    z, t = _check_z(z), _check_t(t)
+    z, t, eps0 = _check_z(z), _check_t(t), _check_eps0(eps0)
     r = np.asarray(r)
     if not np.issubdtype(r.dtype, np.integer):
         raise ValueError(f"r={r!r} is not allowed: site separations must be integers")
@@ -168,10 +183,8 @@ def t_matrix(strengths, G0_imp):
 
     ``strengths`` (n,), ``G0_imp`` (n, n) = G0[r_a, r_b]. Single impurity: T = V / (1 - V G0(0)).
     """
-    V = np.asarray(strengths, dtype=float)
-    G0_imp = np.asarray(G0_imp)
-    if V.ndim != 1 or not np.all(np.isfinite(V)):
-        raise ValueError(f"strengths={strengths!r} is not allowed: give a finite 1-D array")
+    V = check_array("strengths", strengths, ndim=1)
+    G0_imp = check_array("G0_imp", G0_imp, ndim=2, dtype=np.complex128)
     if G0_imp.shape != (V.size, V.size):
         raise ValueError(f"G0_imp has shape {G0_imp.shape}: it must be ({V.size}, {V.size}), one row per impurity")
     return solve_checked("1 - V G0_imp", np.eye(V.size) - V[:, None] * G0_imp, np.diag(V).astype(complex))
@@ -183,12 +196,12 @@ def impurity_green(z, L, sites, strengths, *, t=1.0, eps0=0.0):
     ``sites``: distinct integers in [0, L); ``strengths``: same length, finite. Costs O(L^2 + n^3);
     G0 is the circulant built from :func:`ring_green`.
     """
-    z, L, t = _check_z(z), _check_L(L), _check_t(t)
+    z, L, t, eps0 = _check_z(z), _check_L(L), _check_t(t), _check_eps0(eps0)
     r = np.asarray(sites)
     if r.ndim != 1 or not np.issubdtype(r.dtype, np.integer) or np.any((r < 0) | (r >= L)) \
             or len(set(r.tolist())) != r.size:
         raise ValueError(f"sites={sites!r} is not allowed: give distinct integers in [0, {L})")
-    V = np.asarray(strengths, dtype=float)
+    V = check_array("strengths", strengths, min_size=0)
     if V.shape != r.shape:
         raise ValueError(f"strengths has shape {V.shape} but sites has shape {r.shape}: one strength per site")
     g = _ring_green(z, L, t, eps0)
@@ -204,13 +217,13 @@ def _g_clean(L, t, eps0):
     return lambda w: _ring_green(w, L, t, eps0)[0]
 
 
-def _check_alloy(z, c, V, L, t):
+def _check_alloy(z, c, V, L, t, eps0=0.0):
     z, c, t = _check_z(z), _check_c(c), _check_t(t)
-    if not (isinstance(V, numbers.Real) and np.isfinite(V)):
-        raise ValueError(f"V={V!r} is not allowed: the impurity strength must be a finite real number")
+    V = check_real("V", V)
+    _check_eps0(eps0)
     if L is not None:
         _check_L(L)
-    return z, c, float(V), t
+    return z, c, V, t
 
 
 def cpa_residual(sigma, z, c, V, *, L=None, t=1.0, eps0=0.0):
@@ -218,7 +231,8 @@ def cpa_residual(sigma, z, c, V, *, L=None, t=1.0, eps0=0.0):
 
     Zero at the CPA self-energy. ``L=None``: infinite chain; an integer: the ring of L sites.
     """
-    z, c, V, t = _check_alloy(z, c, V, L, t)
+    z, c, V, t = _check_alloy(z, c, V, L, t, eps0)
+    sigma = _complex_scalar("sigma", sigma)
     gb = _g_clean(L, t, eps0)(z - sigma)
     tv = lambda v: (v - sigma) / (1 - (v - sigma) * gb)
     return c * tv(V) + (1 - c) * tv(0.0)
@@ -237,9 +251,12 @@ def alloy_self_energy(z, c, V, *, method, L=None, t=1.0, eps0=0.0, damping=0.5, 
     Self-consistent methods raise RuntimeError if not converged in ``max_iter`` steps.
     ``L=None``: g is the infinite chain's (:func:`chain_green`); an integer: the ring's (:func:`ring_green`).
     """
-    z, c, V, t = _check_alloy(z, c, V, L, t)
-    if not 0 < damping <= 1:
+    z, c, V, t = _check_alloy(z, c, V, L, t, eps0)
+    damping = check_real("damping", damping, minimum=0, maximum=1)
+    if damping == 0:
         raise ValueError(f"damping={damping!r} is not allowed: need 0 < damping <= 1")
+    tol = check_real("tol", tol, minimum=0, strict=True)
+    max_iter = check_int("max_iter", max_iter, 1)
     g = _g_clean(L, t, eps0)
     if method == "born":
         return complex(c * V)
@@ -290,9 +307,12 @@ def alloy_local_green_mc(zs, c, V, *, L, n_real, key, t=1.0, eps0=0.0):
     stderr = se(Re) + i se(Im)).
     """
     require_x64("sft.circuits.alloy_local_green_mc")
-    zs = np.atleast_1d(np.asarray([_check_z(z) for z in np.atleast_1d(zs)]))
+    zs = np.atleast_1d(check_array("zs", zs, ndim=(0, 1), dtype=np.complex128))
+    if not np.all(zs.imag > 0):
+        raise ValueError(f"zs={zs!r} is not allowed: every z = E + i eta needs eta > 0 (retarded)")
     L, c, t = _check_L(L), _check_c(c), _check_t(t)
-    if not isinstance(n_real, numbers.Integral) or n_real < 2:
+    V, eps0, key = check_real("V", V), _check_eps0(eps0), check_key("key", key)
+    if isinstance(n_real, bool) or not isinstance(n_real, numbers.Integral) or n_real < 2:
         raise ValueError(f"n_real={n_real!r} is not allowed: need an integer >= 2 for an error bar")
     occ = jax.random.bernoulli(key, c, (n_real, L)).astype(jnp.float64)
     H = jnp.asarray(ring_hamiltonian(L, t=t, eps0=eps0))[None] + V * jax.vmap(jnp.diag)(occ)
