@@ -1,0 +1,150 @@
+"""Figure llc: the local learning coefficient of trained networks against n beta and against width,
+with the wide-network (NTK Gaussian) prediction.
+
+Task: n = 8 training inputs x_a ~ N(0, I_2) (numpy seed 0), labels y_a = sin(x_a1) + 0.5 x_a2. One
+hidden layer, tanh, C_W = 1.5, C_b = 0.1, NTK parameterization, float64. w* is trained by full-batch
+gradient descent on L_n = mean_a (f(x_a) - y_a)^2 / 2 from the initialization drawn with
+jax.random.key(seed) (learning rate 1 / h_max, h_max the top eigenvalue of J^T J / n at init;
+``train_steps`` steps); the final L_n(w*) is recorded.
+
+Sampling: SGLD (:func:`sft.sim.sample_tlbp`, full batch) of p_t ∝ exp(-nbeta L_n - gamma |w - w*|^2/2),
+all chains from w*, step eps = ``step_fraction`` / (nbeta h_max + gamma) (h_max at w*); LLC by
+:func:`sft.sim.llc_from_samples`, 1 sigma between-chain error bars.
+Theory: :func:`sft.sim.ntk_llc` from the empirical NTK Theta = J J^T at w* (solid), and the same
+Gaussian with SGLD's step-size bias, :func:`sft.sim.quadratic_llc` with ``step_size`` on J^T J / n
+(dotted) — the like-for-like comparison for SGLD points. Their gap is the sampler's O(eps) bias;
+the gap between points and the dotted line is the non-Gaussian (finite-width) part.
+
+Panel (a): width ``width_a``, gamma = ``gamma``, nbeta on a grid (the default n / log n marked).
+Panel (b): nbeta = n / log n (beta = 1/log n), gamma = ``gamma``, widths ``widths``; bottom: the
+deviation of the points from the dotted line.
+Run ``python sims/fig_llc.py [--quick]`` or ``sft figures --only llc``.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import matplotlib.figure
+import numpy as np
+
+from sft.sim import (apply, default_nbeta, init_params, llc_from_samples, network_loss, ntk_llc,
+                     quadratic_llc, sample_tlbp)
+from sft.workflow import Figure, run_script
+
+TASK = dict(n=8, activation="tanh", C_W=1.5, C_b=0.1, gamma=1.0, train_steps=3000, step_fraction=0.5,
+            dtype="float64")
+QUICK = dict(widths=[32, 256], width_a=128, nbetas=[1.0, 10.0, 100.0], n_chains=16,
+             n_steps=1000, burn_in=200, seed=0, **TASK)
+FULL = dict(widths=[16, 32, 64, 128, 256, 512, 1024], width_a=128,
+            nbetas=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0], n_chains=64, n_steps=4000,
+            burn_in=1000, seed=0, **TASK)
+
+
+def task_data(n):
+    x = np.random.default_rng(0).normal(size=(n, 2))
+    return x, np.sin(x[:, 0]) + 0.5 * x[:, 1]
+
+
+def trained_problem(*, n, width, activation, C_W, C_b, train_steps, seed):
+    """(NetworkLoss at the trained w*, NTK (n, n) at w*, J (n, D))."""
+    x, y = task_data(n)
+    kw = dict(activation=activation, C_W=C_W, C_b=C_b)
+    p = [(w[0], b[0]) for w, b in init_params(jax.random.key(seed), n_ensemble=1, in_dim=2, widths=[width])]
+    prob = network_loss(p, x, y, **kw)
+    xj = jnp.asarray(x)
+    jac = jax.jit(jax.jacrev(lambda w: apply(prob.unravel(w), xj, **kw)[:, 0]))
+    J0 = jac(prob.w_star)
+    lr = 1.0 / float(jnp.linalg.eigvalsh(J0 @ J0.T / n).max())
+    grad = jax.grad(lambda w: prob.loss(w, prob.data))
+    w = jax.jit(lambda w0: jax.lax.fori_loop(0, train_steps, lambda _, w: w - lr * grad(w), w0))(prob.w_star)
+    prob = prob._replace(w_star=w)
+    J = np.asarray(jac(w))
+    return prob, J @ J.T, J
+
+
+def llc_point(prob, theta, J, *, n, nbeta, gamma, step_fraction, n_chains, n_steps, burn_in, seed):
+    """Measured LLC (value, stderr, rhat) and the two theory values at one (network, nbeta)."""
+    h_max = float(np.linalg.eigvalsh(theta).max()) / n
+    eps = step_fraction / (nbeta * h_max + gamma)
+    r = sample_tlbp(prob.loss, prob.w_star, jax.random.key(seed + 1000), data=prob.data, nbeta=nbeta,
+                    gamma=gamma, step_size=eps, n_chains=n_chains, n_steps=n_steps, burn_in=burn_in,
+                    thin=4)
+    est = llc_from_samples(r)
+    gauss = ntk_llc(theta, n=n, nbeta=nbeta, gamma=gamma)
+    gauss_sgld = quadratic_llc(J.T @ J / n, nbeta=nbeta, gamma=gamma, step_size=eps)
+    return np.array([est.llc, est.stderr, est.rhat, gauss, gauss_sgld, eps])
+
+
+def pieces(params):
+    keys = ("n", "activation", "C_W", "C_b", "gamma", "train_steps", "step_fraction", "n_chains",
+            "n_steps", "burn_in", "seed", "dtype")
+    common = {k: params[k] for k in keys}
+    out = {f"width{w}": dict(width=w, nbetas=[None], **common) for w in params["widths"]}
+    out["nbeta_scan"] = dict(width=params["width_a"], nbetas=list(params["nbetas"]), **common)
+    return out
+
+
+def compute(*, n, width, nbetas, activation, C_W, C_b, gamma, train_steps, step_fraction, n_chains,
+            n_steps, burn_in, seed, dtype):
+    """Rows (llc, stderr, rhat, ntk theory, ntk theory with SGLD bias, eps) per nbeta (None: n/log n)."""
+    assert dtype == "float64"
+    prob, theta, J = trained_problem(n=n, width=width, activation=activation, C_W=C_W, C_b=C_b,
+                                     train_steps=train_steps, seed=seed)
+    nb = np.array([default_nbeta(n) if b is None else b for b in nbetas], dtype=float)
+    rows = [llc_point(prob, theta, J, n=n, nbeta=float(b), gamma=gamma, step_fraction=step_fraction,
+                      n_chains=n_chains, n_steps=n_steps, burn_in=burn_in, seed=seed) for b in nb]
+    dense = np.geomspace(nb.min() / 2, nb.max() * 2, 60)
+    return dict(nbeta=nb, rows=np.array(rows), loss_star=np.float64(prob.loss(prob.w_star, prob.data)),
+                dense_nbeta=dense, dense_theory=np.array([ntk_llc(theta, n=n, nbeta=b, gamma=gamma)
+                                                          for b in dense]))
+
+
+def plot(results, params):
+    fig = matplotlib.figure.Figure(figsize=(11, 4.6), layout="constrained")
+    ax_a, ax_b, ax_c = fig.subplots(1, 3)
+    a = results["nbeta_scan"]
+    ax_a.plot(a["dense_nbeta"], a["dense_theory"], "-", color="k", label="NTK Gaussian (theory)")
+    ax_a.plot(a["nbeta"], a["rows"][:, 4], ":", marker="_", color="0.4", label="same, with SGLD step bias")
+    ax_a.errorbar(a["nbeta"], a["rows"][:, 0], yerr=a["rows"][:, 1], fmt="o", color="C0", capsize=3,
+                  label="SGLD, trained network")
+    ax_a.axvline(default_nbeta(params["n"]), color="C3", lw=0.8, ls="--", label=r"$n\beta = n/\log n$")
+    ax_a.axhline(params["n"] / 2, color="0.7", lw=0.8)
+    ax_a.set_xscale("log")
+    ax_a.set_xlabel(r"$n\beta = 1/t$")
+    ax_a.set_ylabel(r"$\hat\lambda$")
+    ax_a.set_title(f"(a) width {params['width_a']}, $\\gamma$ = {params['gamma']}", fontsize=10)
+    ax_a.legend(fontsize=8)
+    w = np.array(params["widths"], dtype=float)
+    rows = np.array([results[f"width{k}"]["rows"][0] for k in params["widths"]])
+    ax_b.errorbar(w, rows[:, 0], yerr=rows[:, 1], fmt="o", color="C0", capsize=3, label="SGLD")
+    ax_b.plot(w, rows[:, 3], "-", color="k", label="NTK Gaussian (theory)")
+    ax_b.plot(w, rows[:, 4], ":", color="0.4", label="same, with SGLD step bias")
+    ax_b.set_xscale("log")
+    ax_b.set_xticks(w, [f"{k:d}" for k in params["widths"]])
+    ax_b.minorticks_off()
+    ax_b.set_xlabel("hidden width")
+    ax_b.set_ylabel(r"$\hat\lambda$")
+    ax_b.set_title(rf"(b) $\beta = 1/\log n$, n = {params['n']}, $\gamma$ = {params['gamma']}", fontsize=10)
+    ax_b.legend(fontsize=8)
+    dev, err = rows[:, 0] - rows[:, 4], rows[:, 1]
+    ax_c.errorbar(w, dev, yerr=err, fmt="o", color="C0", capsize=3)
+    ax_c.axhline(0, color="k", lw=0.8)
+    ax_c.set_xscale("log")
+    ax_c.set_xticks(w, [f"{k:d}" for k in params["widths"]])
+    ax_c.minorticks_off()
+    ax_c.set_xlabel("hidden width")
+    ax_c.set_ylabel(r"$\hat\lambda$ $-$ Gaussian (with step bias)")
+    ax_c.set_title("(c) non-Gaussian (finite-width) part", fontsize=10)
+    fig.suptitle(f"Local learning coefficient of trained one-hidden-layer {params['activation']} networks "
+                 f"vs the NTK Gaussian prediction; {params['n_chains']} chains x {params['n_steps']} "
+                 f"steps, float64, 1$\\sigma$ between chains", fontsize=10)
+    return fig
+
+
+FIGURE = Figure(name="llc", description="LLC of trained networks vs n*beta and width, with the NTK Gaussian line",
+                quick=QUICK, full=FULL, pieces=pieces, compute=compute, plot=plot)
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(FIGURE))
