@@ -58,7 +58,8 @@ def limit_threads(blas=None):
     if n == 0:
         yield
         return
-    from threadpoolctl import threadpool_limits
+    import scipy.linalg  # noqa: F401  (scipy's own BLAS, used also by JAX's CPU LAPACK calls: load it
+    from threadpoolctl import threadpool_limits  # now, so that the limit covers it)
 
     with threadpool_limits(limits=n, user_api="blas"):
         yield
