@@ -41,6 +41,37 @@ def check_order(order, name="order", minimum=0) -> int:
     return int(order)
 
 
+def check_coefficient(name, value):
+    """A scalar coefficient for symbolic work: a number or a sympy expression, returned sympified.
+
+    Numbers must be real and finite (NaN, +-oo, zoo and complex numbers are rejected); expressions with
+    free symbols are accepted as they are. Strings, bools and arrays raise a ValueError naming ``name``.
+
+    >>> check_coefficient("lambdas[0]", 0.5)
+    0.500000000000000
+    >>> check_coefficient("lambdas[0]", float("nan"))
+    Traceback (most recent call last):
+    ValueError: lambdas[0]=nan is not allowed: a coefficient must be a finite real number or a sympy expression
+    """
+    bad = isinstance(value, (str, bytes, bool, np.bool_)) or np.ndim(value) != 0
+    try:
+        v = None if bad else sp.sympify(value)
+    except (sp.SympifyError, TypeError, ValueError):
+        v = None
+    if not isinstance(v, sp.Expr) or v.has(sp.nan, sp.zoo, sp.oo) \
+            or (v.is_number and (v.is_real is False or v.is_finite is False)):
+        raise ValueError(f"{name}={value!r} is not allowed: a coefficient must be a finite real number "
+                         "or a sympy expression")
+    return v
+
+
+def _positive_if_number(name, v):
+    """ValueError if the sympy value ``v`` is a number <= 0 (symbols pass)."""
+    if v.is_number and not v > 0:
+        raise ValueError(f"{name}={v} is not allowed: {name} must be > 0")
+    return v
+
+
 def set_partitions(r: int):
     """All set partitions of {0, ..., r-1}, as lists of blocks (lists of ints); Bell(r) of them.
 
@@ -63,7 +94,9 @@ def _as_sequence(values, name):
         raise ValueError(f"{name}={values!r} is not allowed: give a non-empty 1-D sequence "
                          f"[c_1, ..., c_R] of numbers or sympy expressions")
     if _is_symbolic(seq):
-        return [sp.sympify(v) for v in seq], True
+        return [check_coefficient(f"{name}[{i}]", v) for i, v in enumerate(seq)], True
+    if any(isinstance(v, (str, bytes)) for v in seq):
+        raise ValueError(f"{name}={values!r} is not allowed: values must be numbers or sympy expressions")
     arr = np.asarray(seq, dtype=np.float64)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name}={values!r} is not allowed: values must be finite")
@@ -169,11 +202,14 @@ def gamma_cumulants(shape, order, scale=1):
     """Cumulants of Gamma(shape, scale): kappa_r = shape * scale^r * (r-1)!, r = 1..order.
 
     Exact (sympy) if ``shape`` or ``scale`` is a sympy object or a Python int/Rational, else float64.
+    shape, scale > 0 (finite numbers or sympy expressions); else ValueError.
 
     >>> gamma_cumulants(2, 4)
     [2, 2, 4, 12]
     """
     order = check_order(order, "order", 1)
+    for name, v in (("shape", shape), ("scale", scale)):
+        _positive_if_number(name, check_coefficient(name, v))
     vals = [shape * scale ** r * math.factorial(r - 1) for r in range(1, order + 1)]
     if isinstance(shape, (numbers.Integral, sp.Basic)) and isinstance(scale, (numbers.Integral, sp.Basic)):
         return [sp.sympify(v) for v in vals]
@@ -187,4 +223,7 @@ def cumulant_symbols(order, name="kappa", start=1):
     [lambda3, lambda4]
     """
     order = check_order(order, "order", 0)
+    start = check_order(start, "start", 0)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name={name!r} is not allowed: give a symbol name such as 'kappa'")
     return [sp.Symbol(f"{name}{r}", real=True) for r in range(start, order + 1)]

@@ -61,7 +61,8 @@ import scipy.optimize
 import sympy as sp
 from sympy.utilities.iterables import partitions
 
-from .cumulants import check_order
+from ..conventions import check_array, check_real
+from .cumulants import check_coefficient, check_order
 from .hermite import check_covariance, hermite_he, hermite_tensor
 
 __all__ = ["X", "T", "Z", "EPS", "standardized_cumulants", "edgeworth_cf_coefficients",
@@ -97,11 +98,17 @@ def standardized_cumulants(cumulants):
             or any(np.ndim(c) != 0 for c in cumulants):
         raise ValueError(f"cumulants={cumulants!r} is not allowed: give a 1-D sequence "
                          "[kappa_1, kappa_2, ...] of length >= 2")
-    k2 = sp.sympify(cumulants[1])
+    kap = [check_coefficient(f"cumulants[{i}]", k) for i, k in enumerate(cumulants)]
+    k2 = kap[1]
     if k2.is_positive is False or (k2.is_number and not k2 > 0):
         raise ValueError(f"cumulants[1]={cumulants[1]!r} is not allowed: the variance must be > 0")
-    return [sp.simplify(sp.sympify(k) / k2 ** sp.Rational(r, 2)) for r, k in
-            enumerate(cumulants[2:], start=3)]
+    return [sp.simplify(k / k2 ** sp.Rational(r, 2)) for r, k in enumerate(kap[2:], start=3)]
+
+
+def _point(name, v):
+    """The evaluation variable (x, t, z) or expansion parameter eps: a sympy symbol/expression or a
+    finite real number (ValueError otherwise)."""
+    return check_coefficient(name, v)
 
 
 def _lambdas(order, lambdas):
@@ -114,7 +121,7 @@ def _lambdas(order, lambdas):
     if len(lambdas) < order:
         raise ValueError(f"lambdas has length {len(lambdas)}: order={order} needs "
                          f"[lambda_3, ..., lambda_{order + 2}] (length >= {order})")
-    return [sp.sympify(v) for v in lambdas[:order]]
+    return [check_coefficient(f"lambdas[{i}]", v) for i, v in enumerate(lambdas[:order])]
 
 
 def _partition_terms(j):
@@ -169,6 +176,7 @@ def edgeworth_density(order, lambdas=None, *, x=X, eps=EPS):
     sympy expression in x and eps (give eps=1/sp.sqrt(n) for the iid sum, or a number).
     May be negative in places: see :func:`density_minimum`.
     """
+    x, eps = _point("x", x), _point("eps", eps)
     ps = edgeworth_polynomials(order, lambdas, x=x)
     return _phi(x) * (1 + sum(eps ** j * p for j, p in enumerate(ps, start=1)))
 
@@ -178,6 +186,7 @@ def edgeworth_cdf(order, lambdas=None, *, x=X, eps=EPS):
 
     Term by term, int_{-inf}^x He_k phi = -He_{k-1}(x) phi(x) for k >= 1.
     """
+    x, eps = _point("x", x), _point("eps", eps)
     cs = edgeworth_cf_coefficients(order, lambdas)
     qs = [_map_powers(c, lambda k: hermite_he(k - 1, x)) for c in cs]
     return _Phi(x) - _phi(x) * sum((eps ** j * q for j, q in enumerate(qs, start=1)), sp.Integer(0))
@@ -185,6 +194,7 @@ def edgeworth_cdf(order, lambdas=None, *, x=X, eps=EPS):
 
 def edgeworth_cf(order, lambdas=None, *, t=T, eps=EPS):
     """Truncated characteristic function exp(-t^2/2)[1 + sum_j eps^j c_j(it)] of S_n."""
+    t, eps = _point("t", t), _point("eps", eps)
     cs = edgeworth_cf_coefficients(order, lambdas)
     return sp.exp(-t ** 2 / 2) * (1 + sum(eps ** j * sp.expand(c.subs(_S, sp.I * t))
                                           for j, c in enumerate(cs, start=1)))
@@ -195,7 +205,7 @@ def _location_scale(cumulants, order):
         raise ValueError(f"cumulants={cumulants!r} is not allowed: order={order} needs a 1-D sequence "
                          f"[kappa_1, ..., kappa_{order + 2}] (length >= {order + 2})")
     lam = standardized_cumulants(list(cumulants[:order + 2]))
-    return sp.sympify(cumulants[0]), sp.sqrt(sp.sympify(cumulants[1])), lam
+    return check_coefficient("cumulants[0]", cumulants[0]), sp.sqrt(sp.sympify(cumulants[1])), lam
 
 
 def nearly_gaussian_density(order, cumulants, *, y=X):
@@ -268,6 +278,7 @@ def cornish_fisher_polynomials(order, lambdas=None, *, z=Z):
 
 def cornish_fisher_quantile(order, lambdas=None, *, z=Z, eps=EPS):
     """Cornish-Fisher quantile z + sum_{j<=order} eps^j h_j(z) (eps = n^{-1/2}, z = Phi^{-1}(p))."""
+    z, eps = _point("z", z), _point("eps", eps)
     return z + sum((eps ** j * h for j, h in enumerate(cornish_fisher_polynomials(order, lambdas, z=z),
                                                         start=1)), sp.Integer(0))
 
@@ -303,14 +314,14 @@ def multivariate_edgeworth_density(order, x, mean, cov, cumulants):
     True
     """
     order = check_order(order)
-    K, Kinv = check_covariance(cov, "cov")
+    K, Kinv = check_covariance(check_array("cov", cov, min_size=0), "cov")
     d = K.shape[0]
-    mu = np.asarray(mean, dtype=np.float64)
+    mu = check_array("mean", mean, min_size=0)
     if mu.shape != (d,):
         raise ValueError(f"mean has shape {mu.shape}: must be (d,) = ({d},) to match cov")
     kap = _check_tensors(cumulants, d, order)
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != d:
+    x = check_array("x", x, min_size=0)
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != d:
         raise ValueError(f"x has shape {x.shape}: points must have shape (N, {d})")
     u = x - mu
     _, logdet = np.linalg.slogdet(K)
@@ -354,7 +365,10 @@ def density_minimum(density, lo, hi, *, num=2001):
     can be negative: f_min < 0 says so.
     """
     num = check_order(num, "num", 3)
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+    if not callable(density):
+        raise ValueError(f"density={density!r} is not allowed: give a callable x -> f(x)")
+    lo, hi = check_real("lo", lo), check_real("hi", hi)
+    if not lo < hi:
         raise ValueError(f"lo={lo!r}, hi={hi!r} are not allowed: need finite lo < hi")
     grid = np.linspace(lo, hi, num)
     vals = np.asarray(density(grid), dtype=np.float64) * np.ones_like(grid)

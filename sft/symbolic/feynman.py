@@ -639,6 +639,8 @@ def wick_contraction_counts(n_external: int, vertex_degrees) -> Counter:
     """Brute force: pair all half-edges in every way ((N - 1)!! pairings for N half-edges) and count
     the pairings giving each diagram, keyed like ``diagram_key``. For checks and benchmarks only."""
     n_external = _check_int("n_external", n_external, 0)
+    if not isinstance(vertex_degrees, (list, tuple, np.ndarray)):
+        raise ValueError(f"vertex_degrees={vertex_degrees!r} is not allowed: give a sequence of vertex degrees")
     vdeg = tuple(sorted(_check_int("vertex_degrees entry", k, 1) for k in vertex_degrees))
     deg = (1,) * n_external + vdeg
     owner = [node for node, k in enumerate(deg) for _ in range(k)]
@@ -677,9 +679,11 @@ def one_component_series(n_external: int, order: int, degrees=(4,), kind: str = 
     >>> one_component_series(0, 2, kind="connected")  # log(Z / Z_0) of phi^4 to lambda^2
     g4**2/12 - g4/8
     """
-    if isinstance(A, numbers.Number) and not A > 0:
+    from .cumulants import check_coefficient
+    A_ = check_coefficient("A", A)
+    if A_.is_positive is False or (A_.is_number and not A_ > 0):
         raise ValueError(f"A={A!r} is not allowed: the quadratic form must be positive")
-    G = 1 / sympy.sympify(A)
+    G = 1 / A_
     order = _check_int("order", order, 0)
     weight: Counter = Counter()  # sum of 1/S_G over diagrams with the same vertices and propagators
     for o in range(order + 1):
@@ -781,6 +785,11 @@ def draw(diagram: Diagram, ax, *, title: bool = True):
     external legs (open circles, labelled 0..n-1) on an outer circle, multi-edges as arcs of
     different curvature, self-loops as small circles; the title shows 1/S_G."""
     from matplotlib.patches import Circle, FancyArrowPatch
+
+    from ..conventions import check_flag
+    title = check_flag("title", title)
+    if not isinstance(diagram, Diagram):
+        raise ValueError(f"diagram={diagram!r} is not allowed: give a Diagram (from diagrams())")
     nv, ne = diagram.n_vertices, diagram.n_external
     pos = {}
     for v in range(nv):

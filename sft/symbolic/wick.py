@@ -21,6 +21,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import sympy
 
+from ..conventions import check_array
+
 __all__ = ["double_factorial", "perfect_matchings", "number_of_pairings", "gaussian_moment",
            "gaussian_moment_of_linear_forms"]
 
@@ -75,7 +77,7 @@ def _check_covariance(cov):
             raise ValueError(f"cov={cov!r} is not allowed: a covariance must be a symmetric square "
                              "matrix")
         return cov
-    c = np.asarray(cov, dtype=np.float64)
+    c = check_array("cov", cov, min_size=0)
     if c.ndim != 2 or c.shape[0] != c.shape[1]:
         raise ValueError(f"cov of shape {c.shape} is not allowed: give a square (d, d) matrix")
     if not np.all(np.isfinite(c)) or not np.allclose(c, c.T, rtol=1e-12, atol=0.0):
@@ -100,6 +102,8 @@ def gaussian_moment(indices: Sequence[int], cov):
     """
     cov = _check_covariance(cov)
     d = cov.shape[0]
+    if not isinstance(indices, (list, tuple, range, np.ndarray)):
+        raise ValueError(f"indices={indices!r} is not allowed: give a sequence of component indices")
     idx = list(indices)
     for m in idx:
         if isinstance(m, bool) or not isinstance(m, numbers.Integral) or not 0 <= m < d:
@@ -119,6 +123,9 @@ def gaussian_moment_of_linear_forms(vectors, cov):
     >>> gaussian_moment_of_linear_forms([[1.0, 1.0]] * 4, [[1.0, 0.0], [0.0, 1.0]])  # 3 (a.a)^2
     12.0
     """
+    if not isinstance(vectors, (list, tuple, np.ndarray, sympy.MatrixBase)) or \
+            any(np.ndim(row) != 1 and not isinstance(row, (list, tuple)) for row in vectors):
+        raise ValueError(f"vectors={vectors!r} is not allowed: give an (n, d) array or a list of n rows")
     symbolic = isinstance(cov, sympy.MatrixBase) or any(
         isinstance(v, sympy.Basic) for row in vectors for v in row)
     if symbolic:
@@ -130,7 +137,7 @@ def gaussian_moment_of_linear_forms(vectors, cov):
         gram = a * cov * a.T
     else:
         cov = _check_covariance(cov)
-        a = np.asarray(vectors, dtype=np.float64).reshape(len(vectors), -1) if len(vectors) else \
+        a = check_array("vectors", vectors, min_size=0).reshape(len(vectors), -1) if len(vectors) else \
             np.zeros((0, cov.shape[0]))
         if a.ndim != 2 or a.shape[1] != cov.shape[0]:
             raise ValueError(f"vectors of shape {a.shape} is not allowed: give an (n, d) array with "
