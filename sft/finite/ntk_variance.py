@@ -57,7 +57,7 @@ import numpy as np
 
 from . import vertex as fw
 from ..kernels.activations import get_activation
-from ..conventions import check_depth, check_widths, layer_constants, pd_inverse
+from ..conventions import check_depth, check_widths, layer_constants, pd_inverse, require_x64
 
 __all__ = ["NTKFluctuations", "ntk_fluctuations", "ntk_step", "ntk_relative_variance",
            "nu_theta_from_recursion", "deep_linear_ntk_second_moment", "deep_linear_ntk_relative_variance",
@@ -90,6 +90,7 @@ def ntk_step(K, Theta, V, G1, A, B, D, F, Theta1, r, *, activation, C_W, C_b):
     All inputs are layer-l scalars (A, B, D, F, V, G1, Theta1 normalized by n_{l-1}); r = n_l / n_{l-1}.
     Returns (K, Theta, V, G1, A, B, D, F, Theta1) of layer l + 1 (normalized by n_l).
     """
+    require_x64("sft.finite.ntk_step")
     act = get_activation(activation)
     K = _check_positive("K", K)
     K_n, V_n, G1_n, chi_par = fw.single_input_step(K, V, G1, r, activation=act, C_W=C_W, C_b=C_b)
@@ -282,6 +283,7 @@ def ntk_step_multi(K, Theta, V, G1, A, B, D, F, Theta1, r, *, activation, C_W, C
     of :class:`NTKFluctuationsMulti`; r = n_l / n_{l-1}. G1_next: G1^(l+1) (for Theta1; zeros if None).
     Returns (K, Theta, A, B, D, F, Theta1) of layer l + 1.
     """
+    require_x64("sft.finite.ntk_step_multi")
     act = get_activation(activation)
     g = _GaussianLayer(act, np.asarray(K, dtype=np.float64))
     S2, D2 = g.moment("ss"), g.moment("dd")

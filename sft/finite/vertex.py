@@ -46,7 +46,11 @@ Any number N of inputs: each integral above involves at most 4 distinct inputs (
 multiset {a1..a4}; the derivatives' pair {a1, a2}) and is taken on the rule of those inputs alone.
 Cost and accuracy of :func:`multi_input`: each entry comes from the <= 4 inputs it involves, so a sub-tensor
 equals the result for those inputs alone; cost grows like C(N, 4) (N = 8 in seconds, N = 16 in about a
-minute at depth 3). At criticality V/(n K^2) ~ nu L/n with nu = 3 A4/A2^2 - 1 for scale-invariant sigma
+minute at depth 3). Limits, checked before any integral: the estimated node evaluations
+depth x sum_{d<=4} C(N, d) (2 n_d)^d (n_d the nodes per side above) must be <= ``MAX_NODE_EVALUATIONS``
+(1e12, ~1.5 h at the measured ~2e8 per second on 2 cores: N <= 50 at depth 1) and the memory
+~(2 depth + 8) N^4 x 8 bytes <= ``MAX_BYTES`` (16 GiB); else ValueError stating the estimate and the
+limit (raise the module attributes deliberately for bigger runs). At criticality V/(n K^2) ~ nu L/n with nu = 3 A4/A2^2 - 1 for scale-invariant sigma
 (ReLU 5, linear 2) and nu -> 2/3 for the K* = 0 class (tanh, erf). Checks: tests/test_finite_width.py
 (Monte Carlo ensembles with per-network metrics; the exact deep-linear law of :mod:`sft.finite.deep_linear`;
 the symbolic derivation).
@@ -65,7 +69,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels.activations import get_activation
-from ..conventions import check_depth, check_widths, layer_constants, pd_inverse, psd_eigh
+from ..conventions import (check_array, check_depth, check_flag, check_int, check_real, check_widths,
+                           layer_constants, pd_inverse, psd_eigh, require_x64)
 from ..gaussian.expectations import _is_traced
 from ..kernels.recursion import _traced_constants, nngp
 
@@ -73,6 +78,9 @@ __all__ = ["SingleInput", "MultiInput", "single_input", "multi_input", "single_i
            "neuron_excess_kurtosis", "gaussian_rule", "nu_scale_invariant", "nu_from_recursion",
            "width_ratios"]
 
+#: Limits of :func:`multi_input` (module docstring): estimated node evaluations, and bytes.
+MAX_NODE_EVALUATIONS = 10 ** 12
+MAX_BYTES = 2 ** 34
 _CUTS = {1: 10.0, 2: 10.0}  # |u| cut by dimension (default 8): wide enough for He_4 weights
 _NODES = {1: 48, 2: 32, 3: 32, 4: 20}  # Gauss-Legendre nodes per side of the split, by dimension
 
@@ -131,11 +139,12 @@ def gaussian_rule(K, n_nodes=None):
     Nested Gauss-Legendre in the Cholesky coordinates z = L u, the u_k rule split where z_k = 0
     (module docstring). n_nodes per side of each split; default by d: 48, 32, 32, 20 (d = 1..4).
     """
-    K = np.atleast_2d(np.asarray(K, dtype=np.float64))
+    K = np.atleast_2d(check_array("K", K, ndim=(0, 2)))
     d = K.shape[0]
-    if K.shape != (d, d) or not np.all(np.isfinite(K)):
+    if K.shape != (d, d):
         raise ValueError(f"K with shape {K.shape} is not allowed: give a finite square covariance")
-    z, w = _rule_batch(_cholesky(K)[None], int(n_nodes or _NODES.get(d, 12)), _CUTS.get(d, 8.0))
+    n_nodes = _NODES.get(d, 12) if n_nodes is None else check_int("n_nodes", n_nodes, 1)
+    z, w = _rule_batch(_cholesky(K)[None], n_nodes, _CUTS.get(d, 8.0))
     return z[0], w[0]
 
 
@@ -332,13 +341,14 @@ def single_input_step(K, V, G1, r, *, activation, C_W, C_b):
     G1' = r [chi G1 + (C_W/2) d^2<s^2>/dK^2 V],  chi = C_W d<s^2>/dK,  r = n_l / n_{l-1}.
     Returns (K', V', G1', chi). JAX-traceable in K, V, G1, C_W, C_b (values unchecked when traced).
     """
+    require_x64("sft.finite.single_input_step")
     act = get_activation(activation)
     if _is_traced(K, V, G1, C_W, C_b):
         K = jnp.asarray(K, dtype=jnp.float64)
-    elif not (np.isfinite(K) and K > 0):
-        raise ValueError(f"K={K!r} is not allowed: the kernel must be finite and > 0")
     else:
-        K = float(K)
+        K = check_real("K", K, minimum=0, strict=True)
+        V, G1, r = check_real("V", V), check_real("G1", G1), check_real("r", r, minimum=0, strict=True)
+        C_W, C_b = check_real("C_W", C_W, minimum=0, strict=True), check_real("C_b", C_b, minimum=0)
     m2, m4, dm2, d2m2 = _single_moments(act, K)
     chi = C_W * dm2
     return (C_b + C_W * m2, C_W ** 2 * (m4 - m2 * m2) + r * chi * chi * V,
@@ -385,7 +395,7 @@ def single_input(K1, *, depth, activation, C_W, C_b, widths=None) -> SingleInput
         return SingleInput(*(jnp.stack(jnp.broadcast_arrays(*x)) for x in (K, V, G1, chis)),
                            None if widths is None else check_widths(widths))
     cw, cb = layer_constants(depth, C_W, C_b)
-    K, V, G1, chis = [float(K1)], [0.0], [0.0], []
+    K, V, G1, chis = [check_real("K1", K1, minimum=0, strict=True)], [0.0], [0.0], []
     for l in range(depth):
         k, v, g, chi = single_input_step(K[-1], V[-1], G1[-1], r[l], activation=activation,
                                          C_W=cw[l + 1], C_b=cb[l + 1])
@@ -395,8 +405,13 @@ def single_input(K1, *, depth, activation, C_W, C_b, widths=None) -> SingleInput
 
 
 def neuron_excess_kurtosis(V, K, n_prev):
-    """Excess kurtosis of one preactivation of layer l to first order: 3 V^(l) / (n_{l-1} K^(l)^2)."""
-    return 3.0 * np.asarray(V) / (np.asarray(n_prev, dtype=np.float64) * np.asarray(K) ** 2)
+    """Excess kurtosis of one preactivation of layer l to first order: 3 V^(l) / (n_{l-1} K^(l)^2).
+
+    V, K: finite, K > 0; n_prev >= 1 (scalars or broadcastable arrays)."""
+    V, K, n = check_array("V", V), check_array("K", K), check_array("n_prev", n_prev)
+    if np.any(K <= 0) or np.any(n < 1):
+        raise ValueError(f"K={K!r}, n_prev={n_prev!r} are not allowed: need K > 0 and n_prev >= 1")
+    return 3.0 * V / (n * K ** 2)
 
 
 # ------------------------------------------------------------------------------- multi input
@@ -425,10 +440,23 @@ def multi_input(x, *, depth, activation, C_W, C_b, widths=None, kernel_shift=Tru
     Cost per layer: C(N, 4) four-input integrals of 40^4 nodes, ~15 ms each on 2 cores (tanh, depth 3:
     N = 8 ~3.5 s, N = 16 ~75 s, plus ~2 s of compilation on the first call); memory O(N^4).
     """
+    require_x64("sft.finite.multi_input")
     act = get_activation(activation)
     depth = check_depth(depth)
     cw, cb = layer_constants(depth, C_W, C_b)
     r = width_ratios(widths, depth)
+    kernel_shift = check_flag("kernel_shift", kernel_shift)
+    x = check_array("x", x, ndim=2)
+    N = np.shape(x)[0] if np.ndim(x) == 2 else 0
+    evals = depth * sum(math.comb(N, d) * (2 * _NODES[d]) ** d for d in range(1, 5))
+    mem = (2 * depth + 8) * N ** 4 * 8
+    for what, val, lim, attr in (("node evaluations", evals, MAX_NODE_EVALUATIONS, "MAX_NODE_EVALUATIONS"),
+                                 ("bytes of memory", mem, MAX_BYTES, "MAX_BYTES")):
+        if val > lim:
+            raise ValueError(f"multi_input with N = {N} inputs and depth = {depth} is too large: ~{val:.3g} "
+                             f"{what}, above the limit {lim:.3g} (sft.finite.vertex.{attr}; about 2e8 "
+                             "node evaluations per second on 2 cores); use fewer inputs (each entry depends "
+                             "only on the <= 4 inputs it involves, so sub-tensors can be computed separately)")
     Ks = nngp(x, depth=depth, activation=act, C_W=cw, C_b=cb, all_layers=True)
     V, G1 = [np.zeros((Ks.shape[1],) * 4)], [np.zeros(Ks.shape[1:])]
     for l in range(depth):
@@ -453,7 +481,7 @@ def nu_scale_invariant(a_plus, a_minus) -> float:
     :mod:`sft.finite.deep_linear`, where it holds at any width.
     """
     from .deep_linear import scale_invariant_nu
-    return scale_invariant_nu(a_plus, a_minus)
+    return scale_invariant_nu(check_real("a_plus", a_plus), check_real("a_minus", a_minus))
 
 
 def nu_from_recursion(activation, *, C_W, C_b=0.0, K1=1.0, depth=1000) -> float:

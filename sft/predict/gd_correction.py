@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels.activations import get_activation
-from ..conventions import layer_constants
+from ..conventions import layer_constants, require_x64
 from ..sim.training import _check_data, _check_int, _check_schedule
 
 __all__ = ["GDCorrection", "gd_mean_correction", "population_correction"]
@@ -284,6 +284,7 @@ def gd_mean_correction(x_train, y_train, x_test, *, activation, C_W, C_b, learni
     >>> c.correction.shape, float(abs(c.correction[0, 0]))
     ((3, 1), 0.0)
     """
+    require_x64("sft.predict.gd_mean_correction")
     cfg = _setup(x_train, y_train, x_test, activation, C_W, C_b, learning_rate, n_steps, record_every,
                  n_nodes)
     static = _static(cfg)
@@ -319,6 +320,7 @@ def population_correction(x_train, y_train, x_test, *, activation, C_W, C_b, lea
     No decomposition into NTK / dNTK / ddNTK terms and no Wick contraction is used. Cost ~ Q^2 k: keep
     ``n_nodes`` small (the comparison with :func:`gd_mean_correction` is at equal ``n_nodes``).
     """
+    require_x64("sft.predict.population_correction")
     cfg = _setup(x_train, y_train, x_test, activation, C_W, C_b, learning_rate, n_steps, 1, n_nodes)
     act, c, B, P, eta, y = cfg["act"], math.sqrt(cfg["cw2"]), cfg["B"], cfg["P"], cfg["eta"], cfg["y"]
     nodes, w, cb2, k = cfg["nodes"], cfg["w"], cfg["cb2"], cfg["k"]

@@ -70,7 +70,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from ..conventions import check_widths, layer_constants, psd_eigh
+from ..conventions import check_widths, layer_constants, psd_eigh, require_x64
 from ..kernels.recursion import nngp
 
 __all__ = ["Saddle", "Prediction", "saddle_point", "bpkr_posterior", "exact_posterior", "gibbs_sample",
@@ -312,6 +312,7 @@ def gibbs_sample(key, x_train, y_train, x_test, *, widths, C_W, temperature, n_c
     Records every ``thin``-th sweep after ``burn_in`` sweeps: f(x_test) and U (the kernel scale,
     posterior mean comparable to :func:`exact_posterior`'s U). Returns :class:`GibbsResult`.
     """
+    require_x64("sft.predict.gibbs_sample")
     widths = check_widths(widths)
     T = _temperature(temperature, positive=True)
     for name, v, lo in (("n_chains", n_chains, 1), ("n_sweeps", n_sweeps, 1), ("burn_in", burn_in, 0),
