@@ -22,9 +22,13 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg  # noqa: F401  (cho_solve, solve_triangular, expm)
 import numpy as np
 
 from ..conventions import RTOL, psd_eigh
+from ..gaussian.expectations import _is_traced
 
 __all__ = ["GPPosterior", "EnsemblePrediction", "gp_posterior", "ntk_flow", "ntk_gradient_descent",
            "gd_stability_limit"]
@@ -87,6 +91,18 @@ def _blocks(K_train, K_cross, K_test, y):
     return K_train, K_cross, K_test, y
 
 
+def _traced_blocks(K_train, K_cross, K_test, y):
+    """JAX float64 blocks with the shape checks of :func:`_blocks` (values unchecked under tracing)."""
+    K_train, K_cross, K_test, y = (jnp.asarray(a, dtype=jnp.float64) for a in (K_train, K_cross, K_test, y))
+    P, M = K_train.shape[0], K_cross.shape[0]
+    for name, a, shape in (("K_train", K_train, (P, P)), ("K_cross", K_cross, (M, P)), ("K_test", K_test, (M, M))):
+        if a.shape != shape:
+            raise ValueError(f"{name} has shape {a.shape}: it must be {shape} (P = {P} training, M = {M} test points)")
+    if y.ndim not in (1, 2) or y.shape[0] != P:
+        raise ValueError(f"y has shape {y.shape}: it must be (P,) or (P, k) with P = {P}")
+    return K_train, K_cross, K_test, y
+
+
 def _ntk_blocks(Theta_train, Theta_cross, P, M):
     Theta_train = _symmetric("Theta_train", Theta_train, P)
     Theta_cross = _finite_array("Theta_cross", Theta_cross, (2,))
@@ -130,23 +146,49 @@ def gp_posterior(K_train, K_cross, K_test, y, *, noise) -> GPPosterior:
     Raises ValueError with the smallest eigenvalue when A is not positive definite within the tolerance
     of :func:`sft.conventions.psd_eigh` (10 P eps lam_max): a singular A has no posterior.
 
+    JAX: traceable in every argument (jit, vmap, grad; outputs then JAX arrays). Under tracing only
+    shapes are checked (not positive definiteness, symmetry or finiteness), and the same formulas are
+    evaluated with the Cholesky factor of A (:func:`_gp_posterior_cholesky`; eigh's derivative is NaN for
+    degenerate eigenvalues, Cholesky's is not). For gradient-based fitting see
+    :mod:`sft.predict.hyperparameters`.
+
     >>> import numpy as np
     >>> post = gp_posterior(np.eye(2), np.array([[0.5, 0.0]]), np.eye(1), np.array([1.0, 2.0]), noise=0.0)
     >>> post.mean, post.cov
     (array([0.5]), array([[0.75]]))
+    >>> import jax
+    >>> dL = jax.grad(lambda s2: gp_posterior(np.eye(2), np.eye(2), np.eye(2), np.array([1.0, 2.0]),
+    ...                                        noise=s2).log_marginal_likelihood)(0.5)
+    >>> round(float(dL), 12)    # d/ds2 [-|y|^2 / (2 (1 + s2)) - log(1 + s2)] = 5/(2 (1.5)^2) - 1/1.5
+    0.444444444444
     """
-    K_train, K_cross, K_test, y = _blocks(K_train, K_cross, K_test, y)
-    noise = _nonnegative("noise", noise, allow_inf=False)
-    A = K_train + noise * np.eye(K_train.shape[0])
-    lam, V = _eigh(f"K_train + noise I (noise = {noise:g})", A, True, _PD_HINT)
+    if _is_traced(K_train, K_cross, K_test, y, noise):
+        K_train, K_cross, K_test, y = _traced_blocks(K_train, K_cross, K_test, y)
+        return _gp_posterior_cholesky(K_train, K_cross, K_test, y, noise)
+    else:
+        K_train, K_cross, K_test, y = _blocks(K_train, K_cross, K_test, y)
+        noise = _nonnegative("noise", noise, allow_inf=False)
+        xp, A = np, K_train + noise * np.eye(K_train.shape[0])
+        lam, V = _eigh(f"K_train + noise I (noise = {noise:g})", A, True, _PD_HINT)
     yt = V.T @ y                                                       # y in the eigenbasis
     alpha = V @ (yt / (lam if y.ndim == 1 else lam[:, None]))          # A^{-1} y
-    W = (V.T @ K_cross.T) / np.sqrt(lam)[:, None]                      # lam^{-1/2} V^T K_cross^T  (P, M)
+    W = (V.T @ K_cross.T) / xp.sqrt(lam)[:, None]                      # lam^{-1/2} V^T K_cross^T  (P, M)
     cov = K_test - W.T @ W
     k = 1 if y.ndim == 1 else y.shape[1]
     P = K_train.shape[0]
-    logml = (-0.5 * float(np.sum(y * alpha)) - 0.5 * k * float(np.sum(np.log(lam)))
-             - 0.5 * k * P * np.log(2 * np.pi))
+    logml = (-0.5 * xp.sum(y * alpha) - 0.5 * k * xp.sum(xp.log(lam)) - 0.5 * k * P * np.log(2 * np.pi))
+    return GPPosterior(K_cross @ alpha, 0.5 * (cov + cov.T), logml if xp is jnp else float(logml))
+
+
+def _gp_posterior_cholesky(K_train, K_cross, K_test, y, noise):
+    """gp_posterior's formulas with A = L L^T (JAX): A^{-1} y by two triangular solves, W = L^{-1} K_cross^T,
+    cov = K_test - W^T W, log det A = 2 sum log L_ii. Differentiable wherever A is positive definite."""
+    L = jnp.linalg.cholesky(K_train + noise * jnp.eye(K_train.shape[0]))
+    alpha = jax.scipy.linalg.cho_solve((L, True), y)
+    W = jax.scipy.linalg.solve_triangular(L, K_cross.T, lower=True)
+    cov = K_test - W.T @ W
+    k, P = (1 if y.ndim == 1 else y.shape[1]), K_train.shape[0]
+    logml = -0.5 * jnp.sum(y * alpha) - k * jnp.sum(jnp.log(jnp.diag(L))) - 0.5 * k * P * np.log(2 * np.pi)
     return GPPosterior(K_cross @ alpha, 0.5 * (cov + cov.T), logml)
 
 
@@ -164,7 +206,11 @@ def _linear_ensemble(g, V, Theta_cross, K_train, K_cross, K_test, y):
     for gradient flow, (1 - (1 - eta lam)^k)/lam for gradient descent). Lee et al. 2019 eqs. (15)-(16):
         mean = T y,   cov = K_test + T K_train T^T - (T K_cross^T + K_cross T^T).
     """
-    T = (Theta_cross @ V * g) @ V.T  # (M, P)
+    return _ensemble((Theta_cross @ V * g) @ V.T, K_train, K_cross, K_test, y)
+
+
+def _ensemble(T, K_train, K_cross, K_test, y):
+    """Mean T y and covariance K_test + T K_train T^T - T K_cross^T - K_cross T^T of the linear ensemble."""
     cov = K_test + T @ K_train @ T.T - T @ K_cross.T - K_cross @ T.T
     return EnsemblePrediction(T @ y, 0.5 * (cov + cov.T))
 
@@ -188,11 +234,20 @@ def ntk_flow(Theta_train, Theta_cross, K_train, K_cross, K_test, y, *, t, learni
     "definite" are within the tolerance of :func:`sft.conventions.psd_eigh` (10 P eps lam_max);
     ValueError otherwise, with the smallest eigenvalue.
 
+    JAX: traceable in every argument, t and learning_rate included (jit, vmap, grad), then with shape
+    checks only and finite t (t = inf needs a plain call). The spectral function is then evaluated
+    without an eigendecomposition (whose derivative is NaN for degenerate eigenvalues), by
+    :func:`_flow_function`.
+
     >>> import numpy as np
     >>> out = ntk_flow(np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.eye(1), np.array([2.0]), t=np.inf)
     >>> out.mean, out.cov        # the training point itself: interpolated exactly, no variance left
     (array([2.]), array([[0.]]))
     """
+    if _is_traced(Theta_train, Theta_cross, K_train, K_cross, K_test, y, t, learning_rate):
+        K_train, K_cross, K_test, y = _traced_blocks(K_train, K_cross, K_test, y)
+        Theta_train, Theta_cross = _traced_blocks(Theta_train, Theta_cross, K_test, y)[:2]
+        return _ensemble(Theta_cross @ _flow_function(Theta_train, learning_rate * t), K_train, K_cross, K_test, y)
     K_train, K_cross, K_test, y = _blocks(K_train, K_cross, K_test, y)
     Theta_train, Theta_cross = _ntk_blocks(Theta_train, Theta_cross, *K_cross.shape[::-1])
     t = _nonnegative("t", t)
@@ -203,6 +258,15 @@ def ntk_flow(Theta_train, Theta_cross, K_train, K_cross, K_test, y, *, t, learni
     _eigh("K_train", K_train, False, _COV_HINT)
     g = 1.0 / lam if np.isinf(t) else _spectral(lam, -np.expm1(-eta * lam * t), eta * t)
     return _linear_ensemble(g, V, Theta_cross, K_train, K_cross, K_test, y)
+
+
+def _flow_function(Theta, s):
+    """Theta^{-1} (I - e^{-s Theta}) = s phi1(-s Theta), phi1(z) = (e^z - 1)/z (entire: zero modes give s),
+    as the upper-right block of expm([[-s Theta, I], [0, 0]]) (Higham, *Functions of Matrices* (2008),
+    thm. 10.13 / Al-Mohy & Higham 2011): JAX, differentiable in Theta and s."""
+    P = Theta.shape[0]
+    big = jnp.block([[-s * Theta, jnp.eye(P)], [jnp.zeros((P, P)), jnp.zeros((P, P))]])
+    return s * jax.scipy.linalg.expm(big)[:P, P:]
 
 
 def gd_stability_limit(Theta_train) -> float:
