@@ -178,6 +178,22 @@ def test_quartic_alone_misses_the_six_point_function_deep(name, slopes):
         assert ratio > 1.0
 
 
+@pytest.mark.parametrize("activation,C_W", [("tanh", 1.0), ("relu", 2.0), ("linear", 1.0)])
+def test_quartic_alone_misses_the_six_point_function_recursion(activation, C_W):
+    """The same question from the O(1/n^2) recursion (sft.finite.second_order_single_input, depths
+    1-4, one input): kappa6 / kappa6_tree < 0.5 at every depth, and for the scale-invariant class the
+    recursion's 15 U and 3 V equal the exact law's coefficients above."""
+    so = second_order_single_input(1.0, depth=4, activation=activation, C_W=C_W, C_b=0.0)
+    for L in range(1, 5):
+        K, V, U = so.K[L], so.V[L], so.U[L]
+        tree = quartic_tree_six_point(K, 3 * V).item()
+        assert 0.0 < 15 * U / tree < 0.5
+        if activation != "tanh":
+            exact = _scale_invariant_series(L, 1, 1 if activation == "linear" else 0)
+            assert abs(15 * U / K ** 3 - exact[(6, 2)]) < 1e-8 * exact[(6, 2)]
+            assert abs(3 * V / K ** 2 - exact[(4, 1)]) < 1e-8 * exact[(4, 1)]
+
+
 # --------------------------------------------------------- couplings fitted to Monte Carlo (HMS)
 def _one_layer_metrics(rng, x, *, width, n_networks, activation, C_W):
     """Per-network readout metrics G = (C_W/n) sum_j sigma(z_j) sigma(z_j)^T of one-hidden-layer networks
