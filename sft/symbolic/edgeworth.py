@@ -51,6 +51,11 @@ WARNING: truncated Edgeworth densities are not densities: they integrate to 1 bu
 a probability density.
 
 Symbolic results are sympy expressions; :func:`to_numeric` turns them into numpy or JAX functions.
+
+Limits (checked up front, ValueError with the estimate): symbolic expansions need sum_{j<=order} p(j)
+partition terms (p the partition numbers), at most ``MAX_PARTITION_TERMS`` = 10^4 (order <= 25;
+order 60 would need 6.6e6); the multivariate density's top tensor has d^(3 order) entries per point,
+at most ``MAX_TENSOR_ENTRIES`` = 2^28. :func:`edgeworth_density_numeric` has neither limit.
 """
 from __future__ import annotations
 
@@ -124,6 +129,28 @@ def _lambdas(order, lambdas):
     return [check_coefficient(f"lambdas[{i}]", v) for i, v in enumerate(lambdas[:order])]
 
 
+#: Most partition terms sum_{j<=order} p(j) a symbolic Edgeworth/Cornish-Fisher expansion may need
+#: (order 25: 9295 terms, minutes of sympy; order 14: 507 terms, ~7 s on 2 cores). Beyond it a
+#: ValueError states the count; :func:`edgeworth_density_numeric` has no such limit (O(order^3)).
+MAX_PARTITION_TERMS = 10_000
+#: Most entries d^(3 order) of the largest tensor in :func:`multivariate_edgeworth_density` (2 GiB).
+MAX_TENSOR_ENTRIES = 2 ** 28
+
+
+def _check_symbolic_cost(order, what):
+    """ValueError if the expansion to ``order`` needs more than MAX_PARTITION_TERMS partition terms."""
+    p = [1] + [0] * order                      # partition numbers p(0..order), Euler's DP
+    for k in range(1, order + 1):
+        for m in range(k, order + 1):
+            p[m] += p[m - k]
+    terms = sum(p[1:])
+    if terms > MAX_PARTITION_TERMS:
+        raise ValueError(f"order={order} is too large for {what}: it needs {terms:.3g} partition terms "
+                         f"(sum of p(j), j <= order), above the limit {MAX_PARTITION_TERMS} "
+                         "(sft.symbolic.edgeworth.MAX_PARTITION_TERMS, order <= 25, ~15 ms of sympy per term "
+                         "and growing); use edgeworth_density_numeric for high orders")
+
+
 def _partition_terms(j):
     """(prod_m 1/k_m! (1/(m+2)!)^{k_m}, {m: k_m}, power R = j + 2 sum k_m) for integer partitions of j."""
     for part in partitions(j):
@@ -143,6 +170,7 @@ def edgeworth_cf_coefficients(order, lambdas=None):
     [lambda3*s**3/6, lambda3**2*s**6/72 + lambda4*s**4/24]
     """
     order = check_order(order)
+    _check_symbolic_cost(order, "the symbolic Edgeworth coefficients")
     lam = _lambdas(order, lambdas)
     out = []
     for j in range(1, order + 1):
@@ -314,8 +342,13 @@ def multivariate_edgeworth_density(order, x, mean, cov, cumulants):
     True
     """
     order = check_order(order)
+    _check_symbolic_cost(order, "the multivariate Edgeworth density")
     K, Kinv = check_covariance(check_array("cov", cov, min_size=0), "cov")
     d = K.shape[0]
+    if d ** (3 * order) > MAX_TENSOR_ENTRIES:
+        raise ValueError(f"order={order} in d={d} dimensions is too large: the top-order Hermite tensor has "
+                         f"d^(3 order) = {float(d) ** (3 * order):.3g} entries per point, above the limit "
+                         f"{MAX_TENSOR_ENTRIES} (sft.symbolic.edgeworth.MAX_TENSOR_ENTRIES, 2 GiB)")
     mu = check_array("mean", mean, min_size=0)
     if mu.shape != (d,):
         raise ValueError(f"mean has shape {mu.shape}: must be (d,) = ({d},) to match cov")

@@ -43,6 +43,11 @@ pairs, |Aut_V| being the order of the stabiliser (27607 phi^4 diagrams at lambda
 and ``_canonical`` are the earlier, slower route (smallest labelling, relabelling by permutations
 within cells of equal local invariants); ``diagram_key`` and the brute-force
 ``wick_contraction_counts`` (all pairings of half-edges) use ``_canonical`` to check the generator.
+
+Limits (checked up front, ValueError with the estimate): :func:`diagrams` refuses a request whose Wick
+weight sum_G 1/S_G = sum (N - 1)!! / prod_k n_k! (k!)^{n_k} exceeds ``MAX_DIAGRAM_WEIGHT`` = 1e5
+((4, 8): 5e4, minutes; (4, 9): 3.3e5, ~3e6 diagrams); :func:`wick_contraction_counts` refuses more
+than ``MAX_PAIRINGS`` = 1e9 pairings.
 """
 from __future__ import annotations
 
@@ -147,6 +152,25 @@ def _check_int(name, value, lo):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo:
         raise ValueError(f"{name}={value!r} is not allowed: {name} must be an integer >= {lo}")
     return int(value)
+
+
+#: Limits (checked up front; ValueError with the estimate). ``diagrams`` refuses requests whose Wick
+#: weight W = sum over vertex choices of (N - 1)!! / prod_k n_k! (k!)^{n_k} = sum_G 1/S_G over all
+#: diagrams (N half-edges) exceeds MAX_DIAGRAM_WEIGHT: W tracks the enumeration's cost ((4, 6): W = 1.6e3,
+#: 10441 connected diagrams in ~6 s; (4, 8): W = 5.0e4, minutes; (4, 9): W = 3.3e5, ~3e6 diagrams).
+MAX_DIAGRAM_WEIGHT = 10 ** 5
+#: ``wick_contraction_counts`` refuses more than this many pairings (N - 1)!!.
+MAX_PAIRINGS = 10 ** 9
+
+
+def _wick_weight(n_external: int, vertex_degrees) -> int:
+    """(N - 1)!! / prod_k n_k! (k!)^{n_k} = sum_G 1/S_G over all diagrams with these vertices (0 if N is odd)."""
+    N = n_external + sum(vertex_degrees)
+    if N % 2:
+        return 0
+    counts = Counter(vertex_degrees)
+    return Fraction(math.prod(range(N - 1, 0, -2)),
+                    math.prod(math.factorial(n) * math.factorial(k) ** n for k, n in counts.items()))
 
 
 def _check_degrees(degrees) -> tuple[int, ...]:
@@ -622,6 +646,13 @@ def diagrams(n_external: int, order: int, degrees=(4,), kind: str = "connected")
     degs = _check_degrees(degrees)
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is not allowed: use one of {KINDS}")
+    weight = sum(_wick_weight(n_external, c) for c in itertools.combinations_with_replacement(degs, order))
+    if weight > MAX_DIAGRAM_WEIGHT:
+        raise ValueError(f"diagrams({n_external}, {order}, degrees={degs}) is too large: its Wick weight "
+                         f"sum_G 1/S_G = {float(weight):.3g} (a proxy for the number of diagrams and the "
+                         f"enumeration time) exceeds MAX_DIAGRAM_WEIGHT = {MAX_DIAGRAM_WEIGHT:.3g} "
+                         "(sft.symbolic.feynman; (4, 8) has W = 5e4 and takes minutes); lower the order, or "
+                         "use the Schwinger-Dyson recursions (sft.symbolic.schwinger_dyson) for series coefficients")
     out = []
     for combo in itertools.combinations_with_replacement(degs, order):
         out += _diagrams_with_vertices(n_external, tuple(combo), kind)
@@ -643,6 +674,11 @@ def wick_contraction_counts(n_external: int, vertex_degrees) -> Counter:
         raise ValueError(f"vertex_degrees={vertex_degrees!r} is not allowed: give a sequence of vertex degrees")
     vdeg = tuple(sorted(_check_int("vertex_degrees entry", k, 1) for k in vertex_degrees))
     deg = (1,) * n_external + vdeg
+    pairings = math.prod(range(sum(deg) - 1, 0, -2)) if sum(deg) % 2 == 0 else 0
+    if pairings > MAX_PAIRINGS:
+        raise ValueError(f"wick_contraction_counts({n_external}, {vdeg}) would enumerate (N - 1)!! = "
+                         f"{float(pairings):.3g} pairings (N = {sum(deg)} half-edges), above MAX_PAIRINGS = "
+                         f"{MAX_PAIRINGS:.3g} (sft.symbolic.feynman)")
     owner = [node for node, k in enumerate(deg) for _ in range(k)]
     counts: Counter = Counter()
     for pairing in perfect_matchings(range(len(owner))):
