@@ -12,6 +12,8 @@ C_W = 1), L hidden layers of equal width n, x = L/n up to ``x_max``.
 - points: Monte Carlo, 3 k2(G) / mean(G)^2 from the per-network readout metrics (f | G ~ N(0, G)),
   sampled layer by layer from their exact conditional law (:func:`sft.sim.sample_metrics`), float64,
   jackknife 1 sigma; one ensemble of depth x_max n per width gives every L.
+For ReLU at nu L/n >~ 1 the metric is heavy-tailed (nearly log-normal), so at S networks the estimate of
+Var(G) is skewed low and its jackknife error understates the spread (points below the exact line).
 Bottom row: relative error of the first- and second-order predictions against the exact law (linear,
 ReLU; lines) and against Monte Carlo (tanh; points with the Monte Carlo error bar).
 Run ``python sims/fig_kurtosis_second_order.py [--quick]`` or ``sft figures --only kurtosis_second_order``.
