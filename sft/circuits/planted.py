@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, optimize
 
-from ..conventions import check_array, check_int, check_key, check_real
+from ..conventions import check_array, check_int, check_key, check_real, psd_eigh
 
 __all__ = ["semicircle_stieltjes", "marchenko_pastur_stieltjes", "stieltjes_transform",
            "t_matrix_outliers", "wigner_outlier", "rectangular_outlier", "wigner_outliers_t_matrix",
@@ -194,9 +194,10 @@ def t_matrix_outliers(circuit_resolvent, coupling, interval, *, n_grid: int = 40
     def branches(z):
         M = np.asarray(circuit_resolvent(z), dtype=np.float64)
         s = np.sign(M.trace())
-        w, V = np.linalg.eigh(s * M)
-        if np.any(w <= 0):
-            raise ValueError(f"interval={interval!r} is not allowed: M(z) is not definite at z={z}")
+        try:  # definite within the psd_eigh tolerance (10 r eps max|w|), not against exact zero
+            w, V = psd_eigh("s M(z)", s * M, definite=True)
+        except ValueError as err:
+            raise ValueError(f"interval={interval!r} is not allowed: M(z) is not definite at z={z} ({err})") from None
         half = (V * np.sqrt(w)) @ V.T
         return np.linalg.eigvalsh(s * half @ theta @ half) - 1
 

@@ -87,6 +87,7 @@ import scipy.fft
 import scipy.stats
 import sympy as sp
 
+from ..conventions import psd_eigh
 from ..kernels.activations import get_activation
 from ..symbolic.cumulants import check_order, cumulants_from_moments, moments_from_cumulants
 from ..symbolic.edgeworth import edgeworth_cf_coefficients, to_numeric
@@ -162,10 +163,13 @@ class SparseLayer:
             raise ValueError(f"law={self.law!r} is not allowed: give a SynapseLaw (e.g. lognormal_synapses())")
         object.__setattr__(self, "activation", get_activation(self.activation))
         K = np.atleast_2d(np.asarray(self.K_in, dtype=np.float64))
-        if K.shape not in ((1, 1), (2, 2)) or not np.all(np.isfinite(K)) or not np.allclose(K, K.T) \
-                or np.linalg.eigvalsh(K).min() <= 0:
+        try:  # positive definite within the psd_eigh tolerance (10 d eps max|lambda|)
+            if K.shape not in ((1, 1), (2, 2)):
+                raise ValueError(f"shape {K.shape}")
+            psd_eigh("K_in", K, definite=True, vectors=False)
+        except ValueError as err:
             raise ValueError(f"K_in={self.K_in!r} is not allowed: a finite symmetric positive-definite "
-                             "(1, 1) or (2, 2) covariance (or a positive number)")
+                             f"(1, 1) or (2, 2) covariance (or a positive number) ({err})") from None
         object.__setattr__(self, "K_in", K)
         for name in ("C_W", "C_b"):
             v = getattr(self, name)
@@ -363,10 +367,10 @@ def predicted_densities(layer, methods, *, n_grid=None, n_sd=14.0, n_g=None, n_u
     mJ = strength_moments(law, 2)
     mean = lam * mJ[0] * Ex
     sd = np.sqrt(np.diag(K_bg + lam * mJ[1] * Exx))
-    kmin = np.linalg.eigvalsh(K_bg).min()
-    if kmin <= 0:
-        raise ValueError(f"K_bg = C_b + C_W E[x x^T] has smallest eigenvalue {kmin}: it must be > 0 "
-                         "(inputs too correlated for the Fourier inversion)")
+    try:  # positive definite within the psd_eigh tolerance (10 d eps max|lambda|)
+        kmin = float(psd_eigh("K_bg = C_b + C_W E[x x^T]", K_bg, definite=True, vectors=False)[0])
+    except ValueError as err:
+        raise ValueError(f"{err}: it must be > 0 (inputs too correlated for the Fourier inversion)") from None
     H = n_sd * sd
     if n_grid is None:
         t_need = np.sqrt(2 * 37.0 / kmin)                     # exp(-K t^2 / 2) < 1e-16

@@ -62,6 +62,7 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
+from ..conventions import pd_inverse
 from .wick import perfect_matchings
 
 __all__ = ["Diagram", "diagrams", "symbolic_value", "one_component_series", "propagator",
@@ -738,12 +739,11 @@ def propagator(A) -> np.ndarray:
         raise ValueError(f"A of shape {a.shape} is not allowed: give a finite square (d, d) matrix")
     if not np.allclose(a, a.T, rtol=1e-12, atol=0.0):
         raise ValueError(f"A={A!r} is not allowed: the quadratic form must be symmetric")
-    try:
-        np.linalg.cholesky(a)
-    except np.linalg.LinAlgError:
+    try:  # positive definite within the psd_eigh tolerance; inverse in the eigenbasis
+        return pd_inverse("A", a)
+    except ValueError as err:
         raise ValueError(f"A={A!r} is not allowed: it is singular or not positive definite, so "
-                         "int exp(-x^T A x / 2) diverges") from None
-    return np.linalg.inv(a)
+                         f"int exp(-x^T A x / 2) diverges ({err})") from None
 
 
 def _check_couplings(couplings, d: int) -> dict[int, np.ndarray]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from ..conventions import pd_inverse
 from .cumulants import check_order
 
 __all__ = ["hermite_he", "hermite_he_numeric", "hermite_tensor", "check_covariance"]
@@ -68,11 +69,11 @@ def check_covariance(K, name="K"):
         raise ValueError(f"{name} has shape {np.shape(K)}: a covariance must be a finite (d, d) matrix")
     if not np.allclose(a, a.T, rtol=1e-12, atol=0):
         raise ValueError(f"{name}={a.tolist()} is not allowed: a covariance must be symmetric")
-    eig = np.linalg.eigvalsh(a)
-    if eig[0] <= 1e-12 * max(eig[-1], 0.0) or eig[-1] <= 0:
+    try:  # positive definite within the psd_eigh tolerance; inverse in the eigenbasis
+        return a, pd_inverse(name, a)
+    except ValueError as err:
         raise ValueError(f"{name}={a.tolist()} is not allowed: a covariance must be positive definite "
-                         f"(smallest eigenvalue {eig[0]:.3g})")
-    return a, np.linalg.inv(a)
+                         f"({err})") from None
 
 
 def hermite_tensor(x, K, order):

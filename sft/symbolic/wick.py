@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import sympy
 
-from ..conventions import check_array
+from ..conventions import check_array, psd_eigh
 
 __all__ = ["double_factorial", "perfect_matchings", "number_of_pairings", "gaussian_moment",
            "gaussian_moment_of_linear_forms"]
@@ -82,8 +82,11 @@ def _check_covariance(cov):
         raise ValueError(f"cov of shape {c.shape} is not allowed: give a square (d, d) matrix")
     if not np.all(np.isfinite(c)) or not np.allclose(c, c.T, rtol=1e-12, atol=0.0):
         raise ValueError(f"cov={cov!r} is not allowed: a covariance must be finite and symmetric")
-    if c.size and np.linalg.eigvalsh(c).min() < -1e-12 * max(1.0, np.abs(c).max()):
-        raise ValueError(f"cov={cov!r} is not allowed: a covariance must be positive semi-definite")
+    if c.size:
+        try:  # PSD within the psd_eigh tolerance (10 d eps max|lambda|)
+            psd_eigh("cov", c, vectors=False)
+        except ValueError as err:
+            raise ValueError(f"cov={cov!r} is not allowed: a covariance must be positive semi-definite ({err})") from None
     return c
 
 
