@@ -8,6 +8,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     'ntk_variance': ['NTKFluctuations', 'ntk_fluctuations', 'ntk_step', 'ntk_relative_variance', 'nu_theta_from_recursion', 'deep_linear_ntk_second_moment', 'deep_linear_ntk_relative_variance', 'NTKFluctuationsMulti', 'ntk_fluctuations_multi', 'ntk_step_multi', 'readout_ntk_covariance'],
     'one_layer_cumulants': ['one_hidden_layer_cumulant', 'one_hidden_layer_cumulants', 'neuron_cumulants'],
     'second_order': ['SecondOrder', 'second_order_single_input', 'second_order_step', 'gaussian_moment_derivatives'],
+    'second_order_multi': ['SecondOrderMulti', 'second_order_multi_input', 'second_order_multi_step'],
     'relu_exact': ['layer_gain_moment', 'output_cumulant_ratios', 'cumulant_ratio_series'],
     'deep_linear': ['output_moment', 'metric_relative_variance', 'excess_kurtosis', 'first_order_excess_kurtosis', 'scale_invariant_nu', 'sample_outputs'],
 })
