@@ -2,10 +2,9 @@
 
 Statistical checks: the LLC-type average nbeta (E[L_n] - L_n(w*)) (sft.sim.llc_from_samples, error bar
 from the spread of independent chains) against an exact value, |z| < Z_MAX at fixed seeds, float64.
-- full-batch SGLD on a quadratic: the exact stationary law of the discretized chain (an AR(1) process,
-  derivations/llc_gaussian.py item 3); the continuous-time value differs by the step-size bias,
-  which the run resolves;
-- MALA on a quadratic with a gradient at w*: the exact Gaussian value (item 1);
+- full-batch SGLD on a quadratic with a gradient at w*: the exact stationary law of the discretized
+  chain (an AR(1) process, derivations/llc_gaussian.py items 1 and 3); the continuous-time value
+  differs by the step-size bias, which the run resolves (MALA, exact, is checked in test_llc.py);
 - minibatch SGLD on realizable linear regression (zero residuals, so the minibatch gradient at w* is
   exact; the remaining minibatch noise comes from H_B - H and adds a relative variance of order
   eps nbeta^2 Var(H_B) / (4 A) ~ 1e-3, below the error bar): the full-batch SGLD value.
@@ -36,29 +35,21 @@ def z_score(est, exact):
 
 
 def test_sgld_quadratic_matches_discretized_stationary_law():
+    """Quadratic with a gradient at w*: the AR(1) law of the discretized chain (mean -nbeta A^-1 g as
+    in the exact posterior, variance 1/(A (1 - eps A/4))), not the continuous-time value."""
     nbeta, gamma, eps = 20.0, 1.0, 0.02
-    r = sample_tlbp(quadratic(), jnp.zeros(3), jax.random.key(1), nbeta=nbeta, gamma=gamma,
-                    step_size=eps, n_chains=64, n_steps=1000, burn_in=300, thin=2)
+    g = np.array([0.05, -0.05, 0.05])   # nbeta g.H^-1.g / 2 < 1: no draw can fall a temperature below L*
+    r = sample_tlbp(quadratic(g), jnp.zeros(3), jax.random.key(1), nbeta=nbeta, gamma=gamma,
+                    step_size=eps, n_chains=64, n_steps=1000, burn_in=300, thin=2, record=lambda w: w)
     est = llc_from_samples(r)
-    exact = quadratic_llc(HESS, nbeta=nbeta, gamma=gamma, step_size=eps)
-    continuous = quadratic_llc(HESS, nbeta=nbeta, gamma=gamma)
+    exact = quadratic_llc(HESS, nbeta=nbeta, gamma=gamma, gradient=g, step_size=eps)
+    continuous = quadratic_llc(HESS, nbeta=nbeta, gamma=gamma, gradient=g)
     assert abs(z_score(est, exact)) < Z_MAX, (est, exact)
     assert abs(z_score(est, continuous)) > Z_MAX, (est, continuous)   # the O(eps) bias is resolved
     assert est.rhat < 1.05 and est.ess > 500, est
     # the two error bars (between chains; pooled draws with ESS) agree within 25%
     assert abs(est.stderr_ess / est.stderr - 1) < 0.25, est
-
-
-def test_mala_quadratic_with_gradient_matches_gaussian_formula():
-    nbeta, gamma = 20.0, 1.0
-    g = np.array([0.05, -0.05, 0.05])   # nbeta g.H^-1.g / 2 < 1: no draw can fall a temperature below L*
-    r = sample_tlbp(quadratic(g), jnp.zeros(3), jax.random.key(2), nbeta=nbeta, gamma=gamma,
-                    method="mala", step_size=0.02, n_chains=32, n_steps=1000, burn_in=200, thin=2,
-                    record=lambda w: w)
-    est = llc_from_samples(r)
-    exact = quadratic_llc(HESS, nbeta=nbeta, gamma=gamma, gradient=g)
-    assert abs(z_score(est, exact)) < Z_MAX, (est, exact)
-    assert np.all(r.acceptance_rate > 0.5) and r.samples.shape == (32, 500, 3)
+    assert r.samples.shape == (64, 500, 3) and r.acceptance_rate is None
 
 
 def test_minibatch_sgld_on_linear_regression():
@@ -70,7 +61,7 @@ def test_minibatch_sgld_on_linear_regression():
     loss = lambda w, batch: 0.5 * jnp.mean((batch[0] @ w - batch[1]) ** 2)
     nbeta, gamma, eps = default_nbeta(n), 1.0, 0.01
     r = sample_tlbp(loss, jnp.asarray(w_true), jax.random.key(5), data=(x, y), gamma=gamma,
-                    step_size=eps, batch_size=b, n_chains=48, n_steps=1000, burn_in=300, thin=2)
+                    step_size=eps, batch_size=b, n_chains=32, n_steps=800, burn_in=200, thin=2)
     assert r.nbeta == pytest.approx(n / math.log(n))
     est = llc_from_samples(r)
     exact = quadratic_llc(x.T @ x / n, nbeta=nbeta, gamma=gamma, step_size=eps)
