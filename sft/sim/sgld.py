@@ -13,10 +13,13 @@ Gaussian noise up to a constant.
 
 Samplers (chain c draws its randomness from ``jax.random.fold_in(key, c)``, step s of it from
 ``fold_in(that, s)``; chains are ``vmap``-ed, steps run in ``lax.scan`` under one ``jit``; all chains
-start at w* unless ``init`` is given):
+start at w* unless ``init`` is given; SGLD compiles once per ``loss`` function object, ``record``,
+minibatch size, schedule and shapes: nbeta, gamma and step_size are traced, so a scan over them
+reuses the program):
 
 - "sgld" (stochastic-gradient Langevin; Welling & Teh 2011, in the LLC form of Lau, Furman, Wang,
-  Murfet & Wei 2023, "The local learning coefficient", arXiv:2308.12108, eq. for the SGLD step), with
+  Murfet & Wei 2023, "The local learning coefficient", arXiv:2308.12108, the SGLD update of their
+  estimation section; Welling & Teh's step size eps_WT = eps/2 in our notation), with
   eps = ``step_size`` (the variance of the injected noise):
 
       w_{k+1} = w_k - (eps/2) [nbeta grad L_B(w_k) + gamma (w_k - w*)] + sqrt(eps) xi_k,   xi ~ N(0, I),
