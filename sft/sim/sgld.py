@@ -19,7 +19,8 @@ reuses the program):
 
 - "sgld" (stochastic-gradient Langevin; Welling & Teh 2011, in the LLC form of Lau, Furman, Wang,
   Murfet & Wei 2023, "The local learning coefficient", arXiv:2308.12108, the SGLD update of their
-  estimation section; Welling & Teh's step size eps_WT = eps/2 in our notation), with
+  estimation section; the same step-size convention as Welling & Teh: noise variance eps, drift
+  eps/2 times the gradient of the log density), with
   eps = ``step_size`` (the variance of the injected noise):
 
       w_{k+1} = w_k - (eps/2) [nbeta grad L_B(w_k) + gamma (w_k - w*)] + sqrt(eps) xi_k,   xi ~ N(0, I),
