@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from sft.conventions import Z_MAX
-from sft.sim import (TLBPWarning, default_nbeta, init_params, llc_from_samples, network_loss,
+from sft.sim import (TLBPWarning, default_nbeta, estimate_llc, init_params, llc_from_samples, network_loss,
                      quadratic_llc, sample_tlbp)
 
 ROT = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))[0]
@@ -83,6 +83,9 @@ def test_network_loss_and_determinism():
     with pytest.warns(TLBPWarning, match="not a local minimum"):
         r2 = sample_tlbp(prob.loss, prob.w_star, jax.random.key(7), **kw)
     np.testing.assert_array_equal(r1.loss, r2.loss)             # same seed, same result
+    with pytest.warns(TLBPWarning, match="not a local minimum"):
+        est = estimate_llc(prob.loss, prob.w_star, jax.random.key(7), **kw)
+    assert est.llc == llc_from_samples(r1).llc and est.nbeta == 5.0
     assert r1.loss.dtype == np.float64 and r1.dim == prob.w_star.shape[0] == 17
 
 
