@@ -208,6 +208,8 @@ def sample_network_posterior(key, x_train, y_train, x_test, *, widths, activatio
     """
     n_chains = _count("n_chains", n_chains, 1)
     noise, temperature = _positive("noise", noise), _positive("temperature", temperature)
+    _positive("step_size", step_size), _count("n_steps", n_steps, 1), _count("burn_in", burn_in, 0)
+    _count("thin", thin, 1)
     widths = check_widths(widths)
     layer_constants(len(widths), C_W, C_b)
     key = _key(key)

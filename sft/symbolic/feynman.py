@@ -62,7 +62,7 @@ from functools import lru_cache
 import numpy as np
 import sympy
 
-from ..conventions import pd_inverse
+from ..conventions import check_array, pd_inverse
 from .wick import perfect_matchings
 
 __all__ = ["Diagram", "diagrams", "symbolic_value", "one_component_series", "propagator",
@@ -734,8 +734,8 @@ def one_component_series(n_external: int, order: int, degrees=(4,), kind: str = 
 def propagator(A) -> np.ndarray:
     """P = A^{-1} for a symmetric positive-definite (d, d) matrix A (a scalar means d = 1).
     Raises ValueError for a non-symmetric, singular or indefinite A (Z would not exist)."""
-    a = np.atleast_2d(np.asarray(A, dtype=np.float64))
-    if a.ndim != 2 or a.shape[0] != a.shape[1] or not np.all(np.isfinite(a)):
+    a = np.atleast_2d(check_array("A", A, ndim=(0, 2)))
+    if a.shape[0] != a.shape[1]:
         raise ValueError(f"A of shape {a.shape} is not allowed: give a finite square (d, d) matrix")
     if not np.allclose(a, a.T, rtol=1e-12, atol=0.0):
         raise ValueError(f"A={A!r} is not allowed: the quadratic form must be symmetric")
