@@ -128,7 +128,8 @@ def psd_eigh(name: str, A, *, definite: bool = False, rtol: float | None = None,
     if np.any(bad):
         i = np.argmax(bad.ravel())
         lo, hi, t = lam.reshape(-1, n)[i, 0], lam.reshape(-1, n)[i, -1], tol.ravel()[i]
-        which = "" if a.ndim == 2 else f" (matrix {np.unravel_index(i, a.shape[:-2])} of the stack)"
+        which = "" if a.ndim == 2 else \
+            f" (matrix {tuple(int(j) for j in np.unravel_index(i, a.shape[:-2]))} of the stack)"
         rule = f"<= tol = {t:.3g}" if definite else f"< -tol = {-t:.3g}"
         raise ValueError(f"{name} is not positive {'definite' if definite else 'semi-definite'}{which}: "
                          f"its smallest eigenvalue is {lo:.6g} {rule} (largest {hi:.6g}; tol = {rtol:.3g} x "
