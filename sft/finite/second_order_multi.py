@@ -19,12 +19,17 @@ cumulant of C_W s_a s_b, C_W s_c s_d, C_W s_e s_f (z ~ N(0, G)). Taylor coeffici
 variables) B = dk1, C = d^2 k1, D = d^3 k1, E = d^4 k1, F2' = dF2, F2'' = d^2 F2 at K; with r = n_l / n_{l-1},
 
     G1' = r [B g1 + C:V / 2]
-    G2' = r^2 [B g2 + C:(V1 + g1 g1) / 2 + D:(U + 3 sym(V g1)) / 6 + E:(3 sym(V V)) / 24]
+    G2' = r^2 [B g2 + C:(V1 + g1 g1) / 2 + D:(U + S3(V g1)) / 6 + E:(V V)_3 / 24]
     V'  = F2 + r B V B^T
-    V1' = r [F2' g1 + F2'':V / 2] + r^2 [B V1 B^T + (B (U + 2 sym(V g1)) C^T + transpose) / 2
-          + C (V V + V V) C^T / 4 + (B (3 sym(V V)) D^T + transpose) / 6]
-    U'  = F3 + r [B V F2'^T (3 placements)] + r^2 [B B B : U + 3 placements of B B C : (V V + V V) / 2 ... ]
+    V1' = r [F2' g1 + F2'':V / 2] + r^2 [B V1 B^T + (B (U + V g1 + g1 V) C^T + transpose) / 2
+          + C (V V)_2 C / 4 + (B (V V)_3 D^T + transpose) / 6]
+    U'  = F3 + r S3(B V F2'^T) + r^2 [B B B : U + S3(B B C : (V V)_2) / 2]
 
+with, over pair indices A..D, (V g1)_ABC = V_AB g1_C, S3 the sum over the 3 placements of the distinct
+index (S3(V g1)_ABC = V_AB g1_C + V_AC g1_B + V_BC g1_A), (V V)_2 = V_AC V_BD + V_AD V_BC (the eps^2 part of
+Cov(d_A d_B, d_C d_D)), (V V)_3 = V_AB V_CD + (V V)_2 (of E[d_A d_B d_C d_D]), (B V F2'^T)_PQR =
+B_PA V_AB F2'_QR,B (n_l Cov(k1_P, k2_QR) / eps^2) and (B B C : (V V)_2)_PQR = B_PA B_QB C_R,CD (V V)_2,ABCD
+(kappa_3(B d, B d, C d d / 2) is half of it)
 (written out in :func:`second_order_multi_step`; at N = 1 it is :func:`sft.finite.second_order_step`, tested).
 
 Gaussian derivatives (Price): d^j <F>_{K + theta} / d theta^j = <F(z) d^j rho(z; theta)> with
