@@ -289,6 +289,8 @@ def test_couplings_fitted_across_widths_agree(activation, C_W):
     (1.0, {(4, 1): np.nan}, "finite"),
     (np.eye(2), {(4, 1): np.arange(16.0).reshape((2,) * 4)}, "symmetric"),
     (1.0, [1.0], "dict"),
+    ("one", {}, "K="),
+    (1.0, {(4, 1): "x"}, r"cumulants\[\(4, 1\)\]|couplings\[\(4, 1\)\]"),
 ])
 def test_bad_input(K, series, match):
     with pytest.raises(ValueError, match=match):
@@ -302,3 +304,7 @@ def test_bad_order():
         couplings_from_cumulants(1.0, {}, order=3)
     with pytest.raises(ValueError, match="g4"):
         whitened_coupling_ratio(1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="g6"):
+        whitened_coupling_ratio(1.0, -1.0, np.nan)
+    with pytest.raises(ValueError, match="g6 of shape"):
+        whitened_coupling_ratio(np.eye(2), np.ones((2,) * 4), np.ones(3))

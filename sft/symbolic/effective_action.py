@@ -75,9 +75,16 @@ def coupling_keys(order: int = 2) -> tuple[tuple[int, int], ...]:
     return ((2, 1), (4, 1)) + (((2, 2), (4, 2), (6, 2)) if order == 2 else ())
 
 
+def _as_float_array(name, value):
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not allowed: give real numbers (float64 array)") from None
+
+
 def _check_kernel(K):
     """(K as (N, N) float64, K^{-1} by Cholesky) for a finite symmetric positive-definite K."""
-    k = np.atleast_2d(np.asarray(K, dtype=np.float64))
+    k = np.atleast_2d(_as_float_array("K", K))
     if k.ndim != 2 or k.shape[0] != k.shape[1] or not np.all(np.isfinite(k)):
         raise ValueError(f"K of shape {np.shape(K)} is not allowed: give a finite symmetric positive-"
                          "definite (N, N) kernel (a scalar for one input)")
@@ -106,7 +113,7 @@ def _check_series(series, N: int, order: int, name: str) -> dict:
         if key not in keys:
             raise ValueError(f"{name} key {key!r} is not allowed at order {order}: use keys among {keys} "
                              "(points, power of 1/n); kappa6 and g6 start at 1/n^2")
-        a = np.asarray(t, dtype=np.float64)
+        a = _as_float_array(f"{name}[{key}]", t)
         if a.ndim == 0 and N == 1:
             a = a.reshape((1,) * key[0])
         if a.shape != (N,) * key[0] or not np.all(np.isfinite(a)):
@@ -241,8 +248,11 @@ def whitened_coupling_ratio(K, g4, g6) -> float:
     lam, vec = np.linalg.eigh(k)
     root = (vec * np.sqrt(lam)) @ vec.T
     N = len(k)
-    t4 = np.asarray(g4, dtype=np.float64).reshape((N,) * 4)
-    t6 = np.asarray(g6, dtype=np.float64).reshape((N,) * 6)
+    t4, t6 = _as_float_array("g4", g4), _as_float_array("g6", g6)
+    for name, t, k in (("g4", t4, 4), ("g6", t6, 6)):
+        if t.size != N ** k or not np.all(np.isfinite(t)):
+            raise ValueError(f"{name} of shape {t.shape} is not allowed: a finite tensor of shape {(N,) * k}")
+    t4, t6 = t4.reshape((N,) * 4), t6.reshape((N,) * 6)
     n4 = np.linalg.norm(_amputate(t4, root))
     if not np.isfinite(n4) or not n4 > 0:
         raise ValueError(f"g4 with norm {n4!r} is not allowed: the quartic coupling must be finite and "
