@@ -406,3 +406,30 @@ def test_real_figure_quick_build(correlation_depth, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(args) == 0
     assert capsys.readouterr().out.count(": cached") == 5
+
+
+# ----------------------------------------------------------------- thread limits
+def test_pieces_run_with_one_blas_thread_and_the_limit_is_validated(tmp_path, monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from sft.workflow.threads import blas_thread_limit
+
+    seen = []
+
+    def compute(*, i, n):
+        seen.append({p["filepath"]: p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        return dict(y=np.zeros(n))
+    fig = dataclasses.replace(_counting_figure([]), compute=compute)
+    with threadpool_limits(limits=2, user_api="blas"):  # whatever the session set: 2 outside
+        compute_all(fig, "quick", tmp_path, log=lambda s: None)
+        outside = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    assert len(seen) == 3 and all(set(s.values()) == {1} and len(s) >= 2 for s in seen)  # numpy + scipy
+    assert set(outside) == {2}  # restored after each piece
+    monkeypatch.setenv("SFT_BLAS_THREADS", "3")
+    assert blas_thread_limit() == 3 and blas_thread_limit(0) == 0
+    for bad in (-1, 1.5, "two", True):
+        with pytest.raises(ValueError, match=r"is not allowed: give an integer >= 1"):
+            blas_thread_limit(bad)
+    monkeypatch.setenv("SFT_BLAS_THREADS", "many")
+    with pytest.raises(ValueError, match="SFT_BLAS_THREADS='many' is not allowed"):
+        blas_thread_limit()
