@@ -207,7 +207,7 @@ def _one_layer_metrics(rng, x, *, width, n_networks, activation, C_W):
 @pytest.mark.parametrize("activation,C_W", [("tanh", 1.0), ("relu", 2.0)])
 def test_couplings_fitted_to_monte_carlo_agree(activation, C_W):
     """Halverson-Maiti-Stoner: couplings of the action fitted to measured n-point functions of finite
-    networks (width 8, 2 inputs, 1e5 networks, seed 11, float64): measured kappa2 - K, kappa4, kappa6
+    networks (width 8, 2 inputs, 6e4 networks, seed 11, float64): measured kappa2 - K, kappa4, kappa6
     (variance-reduced, from the per-network metrics) are mapped by the same truncated Legendre map
     (the fit with every tensor component free); jackknife (20 blocks) error bars; every component of
     g2, g4, g6 agrees with the exact one-hidden-layer couplings within |z| < Z_MAX."""
@@ -215,7 +215,7 @@ def test_couplings_fitted_to_monte_carlo_agree(activation, C_W):
     n = 8
     K, exact = _one_layer_series(x, activation, C_W)
     theory = couplings_from_cumulants(K, exact)
-    G = _one_layer_metrics(np.random.default_rng(11), x, width=n, n_networks=100_000,
+    G = _one_layer_metrics(np.random.default_rng(11), x, width=n, n_networks=60_000,
                            activation=activation, C_W=C_W)
 
     def fitted(Gs):
@@ -239,7 +239,7 @@ def _wls(n, y, err, powers):
 @pytest.mark.parametrize("activation,C_W", [("tanh", 1.0), ("relu", 2.0)])
 def test_couplings_fitted_across_widths_agree(activation, C_W):
     """Halverson-Maiti-Stoner across widths: deep networks (depth 2, one input, |x|^2/n_0 = 1, C_b = 0),
-    widths 8..32, 6e4 networks each (metric sampler, seeds 100 + i, float64). At each width the
+    widths 8..32, 4e4 networks each (metric sampler, seeds 100 + i, float64). At each width the
     measured n (kappa2 - K), n kappa4, n^2 kappa6 are fitted in 1/n (weighted least squares with
     powers (0, 1, 2), (0, 1, 2), (0, 1): the leading coefficient plus O(1/n) nuisance terms), and the
     fitted leading coefficients are mapped to the leading couplings g2[1], g4[1], g6[2]. The error
@@ -248,7 +248,7 @@ def test_couplings_fitted_across_widths_agree(activation, C_W):
     kappa6 are kept. They agree with the couplings computed from the O(1/n^2) recursion
     (sft.finite.second_order_single_input: kappa2 = K + G1/n + .., kappa4 = 3V/n + .., kappa6 =
     15U/n^2) within |z| < Z_MAX."""
-    L, widths, S = 2, np.array([8, 12, 16, 24, 32]), 60_000
+    L, widths, S = 2, np.array([8, 12, 16, 24, 32]), 40_000
     so = second_order_single_input(1.0, depth=L, activation=activation, C_W=C_W, C_b=0.0)
     K, G1, G2, V, V1, U = (float(getattr(so, a)[L]) for a in ("K", "G1", "G2", "V", "V1", "U"))
     theory = couplings_from_cumulants(K, {(2, 1): G1, (2, 2): G2, (4, 1): 3 * V, (4, 2): 3 * V1,
