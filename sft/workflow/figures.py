@@ -28,9 +28,12 @@ Design (showyourwork-like; the workflow tier of sft):
 - Threads: every piece is computed under :func:`sft.workflow.threads.limit_threads` (BLAS pools of
   numpy/scipy limited so they do not oversubscribe the cores alongside XLA's thread pool).
 
-Paths: the repository root is the parent of the ``sft`` package folder (an editable install);
-figure scripts in ``<root>/sims``, figures written to ``<root>/figures`` (``<root>/figures/quick`` in
-quick mode), cache in ``<root>/.cache/sft``. Every one of them can be overridden.
+Paths: the root is the source checkout: the parent of the ``sft`` package folder when that holds
+``sims/`` and ``pyproject.toml`` (a checkout or an editable install), else the first such folder at or
+above the current directory. Figure scripts in ``<root>/sims``, figures written to ``<root>/figures``
+(``<root>/figures/quick`` in quick mode), cache in ``<root>/.cache/sft``. An sft installed without its
+source tree (``pip install .``) has no root: figures and cache then default to the current directory
+(never site-packages) and :func:`discover` needs the sims folder given. Every path can be overridden.
 """
 from __future__ import annotations
 
@@ -59,10 +62,20 @@ __all__ = ["Figure", "ROOT", "SIMS_DIR", "FIGURES_DIR", "CACHE_DIR", "discover",
            "piece_key", "code_version", "cached_piece", "compute_all", "build", "run_script",
            "Interrupted", "stop_on_interrupt"]
 
-ROOT = Path(__file__).resolve().parents[2]
-SIMS_DIR = ROOT / "sims"
-FIGURES_DIR = ROOT / "figures"
-CACHE_DIR = ROOT / ".cache" / "sft"
+
+def _source_checkout() -> Path | None:
+    """The folder holding sft/, sims/ and pyproject.toml: the package's parent, else the current folder
+    or one above it; None when sft is installed without its source tree."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd(), *Path.cwd().parents):
+        if all((root / p).is_dir() for p in ("sft", "sims")) and (root / "pyproject.toml").is_file():
+            return root
+    return None
+
+
+ROOT = _source_checkout()
+SIMS_DIR = None if ROOT is None else ROOT / "sims"
+FIGURES_DIR = (Path.cwd() if ROOT is None else ROOT) / "figures"
+CACHE_DIR = (Path.cwd() if ROOT is None else ROOT) / ".cache" / "sft"
 MODES = ("quick", "full")
 
 
@@ -106,6 +119,11 @@ def discover(sims_dir=None) -> dict[str, Figure]:
 
     Each script must define ``FIGURE``, a :class:`Figure` named after the file (``fig_<name>.py``).
     """
+    if sims_dir is None and SIMS_DIR is None:
+        raise ValueError(f"sims_dir=None: no source checkout found (looked for sims/ next to "
+                         f"{Path(__file__).resolve().parents[1]} and in {Path.cwd()} and above); sft is "
+                         "installed without its figure scripts: run from a checkout or pass the folder "
+                         "holding fig_*.py (sft figures --sims DIR)")
     sims_dir = Path(SIMS_DIR if sims_dir is None else sims_dir)
     if not sims_dir.is_dir():
         raise ValueError(f"sims_dir={str(sims_dir)!r} is not a folder: give the folder holding the "
