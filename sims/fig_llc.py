@@ -7,13 +7,14 @@ gradient descent on L_n = mean_a (f(x_a) - y_a)^2 / 2 from the initialization dr
 jax.random.key(seed) (learning rate 1 / h_max, h_max the top eigenvalue of J^T J / n at init;
 ``train_steps`` steps); the final L_n(w*) is recorded.
 
-Sampling: SGLD (:func:`sft.sim.sample_tlbp`, full batch) of p_t ∝ exp(-nbeta L_n - gamma |w - w*|^2/2),
-all chains from w*, step eps = ``step_fraction`` / (nbeta h_max + gamma) (h_max at w*); LLC by
+Sampling: :func:`sft.sim.sample_tlbp` of p_t ∝ exp(-nbeta L_n - gamma |w - w*|^2/2), ``method``
+"mala" (exact; the default in both modes) or "sgld" (full batch), all chains from w*, step
+eps = ``step_fraction`` / (nbeta h_max + gamma) (h_max the top eigenvalue of J^T J / n at w*); LLC by
 :func:`sft.sim.llc_from_samples`, 1 sigma between-chain error bars.
-Theory: :func:`sft.sim.ntk_llc` from the empirical NTK Theta = J J^T at w* (solid), and the same
-Gaussian with SGLD's step-size bias, :func:`sft.sim.quadratic_llc` with ``step_size`` on J^T J / n
-(dotted) — the like-for-like comparison for SGLD points. Their gap is the sampler's O(eps) bias;
-the gap between points and the dotted line is the non-Gaussian (finite-width) part.
+Theory: :func:`sft.sim.ntk_llc` from the empirical NTK Theta = J J^T at w* (solid). For SGLD also the
+same Gaussian with SGLD's step-size bias, :func:`sft.sim.quadratic_llc` with ``step_size`` on
+J^T J / n (dotted), the like-for-like reference for SGLD points. Panel (c): points minus the
+like-for-like Gaussian reference, the non-Gaussian (finite-width) part.
 
 Panel (a): width ``width_a``, gamma = ``gamma``, nbeta on a grid (the default n / log n marked).
 Panel (b): nbeta = n / log n (beta = 1/log n), gamma = ``gamma``, widths ``widths``; bottom: the
@@ -33,9 +34,9 @@ from sft.sim import (apply, default_nbeta, init_params, llc_from_samples, networ
                      quadratic_llc, sample_tlbp)
 from sft.workflow import Figure, run_script
 
-TASK = dict(n=8, activation="tanh", C_W=1.5, C_b=0.1, gamma=1.0, train_steps=3000, step_fraction=0.5,
+TASK = dict(n=8, activation="tanh", C_W=1.5, C_b=0.1, gamma=1.0, train_steps=3000, method="mala", step_fraction=0.3,
             dtype="float64")
-QUICK = dict(widths=[32, 256], width_a=128, nbetas=[1.0, 10.0, 100.0], n_chains=16,
+QUICK = dict(widths=[32, 256], width_a=128, nbetas=[1.0, 100.0], n_chains=16,
              n_steps=1000, burn_in=200, seed=0, **TASK)
 FULL = dict(widths=[16, 32, 64, 128, 256, 512, 1024], width_a=128,
             nbetas=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0], n_chains=64, n_steps=4000,
@@ -64,21 +65,22 @@ def trained_problem(*, n, width, activation, C_W, C_b, train_steps, seed):
     return prob, J @ J.T, J
 
 
-def llc_point(prob, theta, J, *, n, nbeta, gamma, step_fraction, n_chains, n_steps, burn_in, seed):
-    """Measured LLC (value, stderr, rhat) and the two theory values at one (network, nbeta)."""
+def llc_point(prob, theta, J, *, n, nbeta, gamma, method, step_fraction, n_chains, n_steps, burn_in,
+              seed):
+    """(llc, stderr, rhat, NTK Gaussian, like-for-like Gaussian reference, eps) at one (network, nbeta)."""
     h_max = float(np.linalg.eigvalsh(theta).max()) / n
     eps = step_fraction / (nbeta * h_max + gamma)
     r = sample_tlbp(prob.loss, prob.w_star, jax.random.key(seed + 1000), data=prob.data, nbeta=nbeta,
-                    gamma=gamma, step_size=eps, n_chains=n_chains, n_steps=n_steps, burn_in=burn_in,
+                    gamma=gamma, method=method, step_size=eps, n_chains=n_chains, n_steps=n_steps, burn_in=burn_in,
                     thin=4)
     est = llc_from_samples(r)
     gauss = ntk_llc(theta, n=n, nbeta=nbeta, gamma=gamma)
-    gauss_sgld = quadratic_llc(J.T @ J / n, nbeta=nbeta, gamma=gamma, step_size=eps)
-    return np.array([est.llc, est.stderr, est.rhat, gauss, gauss_sgld, eps])
+    ref = gauss if method == "mala" else quadratic_llc(J.T @ J / n, nbeta=nbeta, gamma=gamma, step_size=eps)
+    return np.array([est.llc, est.stderr, est.rhat, gauss, ref, eps])
 
 
 def pieces(params):
-    keys = ("n", "activation", "C_W", "C_b", "gamma", "train_steps", "step_fraction", "n_chains",
+    keys = ("n", "activation", "C_W", "C_b", "gamma", "train_steps", "method", "step_fraction", "n_chains",
             "n_steps", "burn_in", "seed", "dtype")
     common = {k: params[k] for k in keys}
     out = {f"width{w}": dict(width=w, nbetas=[None], **common) for w in params["widths"]}
@@ -86,14 +88,15 @@ def pieces(params):
     return out
 
 
-def compute(*, n, width, nbetas, activation, C_W, C_b, gamma, train_steps, step_fraction, n_chains,
+def compute(*, n, width, nbetas, activation, C_W, C_b, gamma, train_steps, method, step_fraction, n_chains,
             n_steps, burn_in, seed, dtype):
-    """Rows (llc, stderr, rhat, ntk theory, ntk theory with SGLD bias, eps) per nbeta (None: n/log n)."""
+    """Rows of :func:`llc_point` per nbeta (None: n / log n)."""
     assert dtype == "float64"
     prob, theta, J = trained_problem(n=n, width=width, activation=activation, C_W=C_W, C_b=C_b,
                                      train_steps=train_steps, seed=seed)
     nb = np.array([default_nbeta(n) if b is None else b for b in nbetas], dtype=float)
-    rows = [llc_point(prob, theta, J, n=n, nbeta=float(b), gamma=gamma, step_fraction=step_fraction,
+    rows = [llc_point(prob, theta, J, n=n, nbeta=float(b), gamma=gamma, method=method,
+                      step_fraction=step_fraction,
                       n_chains=n_chains, n_steps=n_steps, burn_in=burn_in, seed=seed) for b in nb]
     dense = np.geomspace(nb.min() / 2, nb.max() * 2, 60)
     return dict(nbeta=nb, rows=np.array(rows), loss_star=np.float64(prob.loss(prob.w_star, prob.data)),
@@ -106,9 +109,11 @@ def plot(results, params):
     ax_a, ax_b, ax_c = fig.subplots(1, 3)
     a = results["nbeta_scan"]
     ax_a.plot(a["dense_nbeta"], a["dense_theory"], "-", color="k", label="NTK Gaussian (theory)")
-    ax_a.plot(a["nbeta"], a["rows"][:, 4], ":", marker="_", color="0.4", label="same, with SGLD step bias")
+    sgld = params["method"] == "sgld"
+    if sgld:
+        ax_a.plot(a["nbeta"], a["rows"][:, 4], ":", marker="_", color="0.4", label="same, with SGLD step bias")
     ax_a.errorbar(a["nbeta"], a["rows"][:, 0], yerr=a["rows"][:, 1], fmt="o", color="C0", capsize=3,
-                  label="SGLD, trained network")
+                  label=f"{params['method'].upper()}, trained network")
     ax_a.axvline(default_nbeta(params["n"]), color="C3", lw=0.8, ls="--", label=r"$n\beta = n/\log n$")
     ax_a.axhline(params["n"] / 2, color="0.7", lw=0.8)
     ax_a.set_xscale("log")
@@ -118,9 +123,11 @@ def plot(results, params):
     ax_a.legend(fontsize=8)
     w = np.array(params["widths"], dtype=float)
     rows = np.array([results[f"width{k}"]["rows"][0] for k in params["widths"]])
-    ax_b.errorbar(w, rows[:, 0], yerr=rows[:, 1], fmt="o", color="C0", capsize=3, label="SGLD")
+    ax_b.errorbar(w, rows[:, 0], yerr=rows[:, 1], fmt="o", color="C0", capsize=3,
+                  label=params["method"].upper())
     ax_b.plot(w, rows[:, 3], "-", color="k", label="NTK Gaussian (theory)")
-    ax_b.plot(w, rows[:, 4], ":", color="0.4", label="same, with SGLD step bias")
+    if sgld:
+        ax_b.plot(w, rows[:, 4], ":", color="0.4", label="same, with SGLD step bias")
     ax_b.set_xscale("log")
     ax_b.set_xticks(w, [f"{k:d}" for k in params["widths"]])
     ax_b.minorticks_off()
@@ -135,7 +142,7 @@ def plot(results, params):
     ax_c.set_xticks(w, [f"{k:d}" for k in params["widths"]])
     ax_c.minorticks_off()
     ax_c.set_xlabel("hidden width")
-    ax_c.set_ylabel(r"$\hat\lambda$ $-$ Gaussian (with step bias)")
+    ax_c.set_ylabel(r"$\hat\lambda$ $-$ Gaussian" + (" (with step bias)" if sgld else ""))
     ax_c.set_title("(c) non-Gaussian (finite-width) part", fontsize=10)
     fig.suptitle(f"Local learning coefficient of trained one-hidden-layer {params['activation']} networks "
                  f"vs the NTK Gaussian prediction; {params['n_chains']} chains x {params['n_steps']} "
