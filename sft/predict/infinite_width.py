@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg  # noqa: F401  (cho_solve, solve_triangular, expm)
 import numpy as np
+import scipy.linalg
 
 from ..conventions import RTOL, psd_eigh
 from ..gaussian.expectations import _is_traced
@@ -111,10 +112,10 @@ def _ntk_blocks(Theta_train, Theta_cross, P, M):
     return Theta_train, Theta_cross
 
 
-def _eigh(name, A, definite, hint):
+def _eigh(name, A, definite, hint, vectors=True):
     """(lam, V) of a PSD (``definite=False``) or PD matrix, tolerance of :func:`sft.conventions.psd_eigh`."""
     try:
-        return psd_eigh(name, A, definite=definite)
+        return psd_eigh(name, A, definite=definite, vectors=vectors)
     except ValueError as err:
         raise ValueError(f"{err}; {hint}") from None
 
@@ -142,9 +143,10 @@ def gp_posterior(K_train, K_cross, K_test, y, *, noise) -> GPPosterior:
         log p(y) = -1/2 tr(y^T A^{-1} y) - (k/2) log det A - (k P / 2) log(2 pi)
 
     (Rasmussen & Williams 2006, eqs. (2.22)-(2.24), (2.30); summed over the k independent columns of
-    y). Evaluated in the eigenbasis of A (``A = V diag(lam) V^T``, stable for a symmetric matrix).
-    Raises ValueError with the smallest eigenvalue when A is not positive definite within the tolerance
-    of :func:`sft.conventions.psd_eigh` (10 P eps lam_max): a singular A has no posterior.
+    y). Raises ValueError with the smallest eigenvalue when A is not positive definite within the
+    tolerance of :func:`sft.conventions.psd_eigh` (10 P eps lam_max): a singular A has no posterior.
+    Then A = L L^T (Cholesky, backward stable for positive-definite A; more accurate than the
+    eigenbasis when A is ill-conditioned, e.g. a low-rank K plus small noise).
 
     JAX: traceable in every argument (jit, vmap, grad; outputs then JAX arrays). Under tracing only
     shapes are checked (not positive definiteness, symmetry or finiteness), and the same formulas are
@@ -165,19 +167,17 @@ def gp_posterior(K_train, K_cross, K_test, y, *, noise) -> GPPosterior:
     if _is_traced(K_train, K_cross, K_test, y, noise):
         K_train, K_cross, K_test, y = _traced_blocks(K_train, K_cross, K_test, y)
         return _gp_posterior_cholesky(K_train, K_cross, K_test, y, noise)
-    else:
-        K_train, K_cross, K_test, y = _blocks(K_train, K_cross, K_test, y)
-        noise = _nonnegative("noise", noise, allow_inf=False)
-        xp, A = np, K_train + noise * np.eye(K_train.shape[0])
-        lam, V = _eigh(f"K_train + noise I (noise = {noise:g})", A, True, _PD_HINT)
-    yt = V.T @ y                                                       # y in the eigenbasis
-    alpha = V @ (yt / (lam if y.ndim == 1 else lam[:, None]))          # A^{-1} y
-    W = (V.T @ K_cross.T) / xp.sqrt(lam)[:, None]                      # lam^{-1/2} V^T K_cross^T  (P, M)
+    K_train, K_cross, K_test, y = _blocks(K_train, K_cross, K_test, y)
+    noise = _nonnegative("noise", noise, allow_inf=False)
+    A = K_train + noise * np.eye(K_train.shape[0])
+    _eigh(f"K_train + noise I (noise = {noise:g})", A, True, _PD_HINT, vectors=False)
+    L = scipy.linalg.cholesky(A, lower=True)
+    alpha = scipy.linalg.cho_solve((L, True), y)                       # A^{-1} y
+    W = scipy.linalg.solve_triangular(L, K_cross.T, lower=True)        # L^{-1} K_cross^T  (P, M)
     cov = K_test - W.T @ W
-    k = 1 if y.ndim == 1 else y.shape[1]
-    P = K_train.shape[0]
-    logml = (-0.5 * xp.sum(y * alpha) - 0.5 * k * xp.sum(xp.log(lam)) - 0.5 * k * P * np.log(2 * np.pi))
-    return GPPosterior(K_cross @ alpha, 0.5 * (cov + cov.T), logml if xp is jnp else float(logml))
+    k, P = (1 if y.ndim == 1 else y.shape[1]), K_train.shape[0]
+    logml = -0.5 * np.sum(y * alpha) - k * np.sum(np.log(np.diag(L))) - 0.5 * k * P * np.log(2 * np.pi)
+    return GPPosterior(K_cross @ alpha, 0.5 * (cov + cov.T), float(logml))
 
 
 def _gp_posterior_cholesky(K_train, K_cross, K_test, y, noise):

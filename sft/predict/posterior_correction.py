@@ -121,7 +121,7 @@ def _setup(K, y, train, test, noise):
     noise = float(noise)
     if not np.isfinite(noise) or noise < 0:
         raise ValueError(f"noise = {noise}: it must be a finite variance >= 0")
-    # eigenbasis inverse; ValueError if singular within 10 P eps lam_max (sft.conventions.psd_eigh)
+    # Cholesky inverse; ValueError if singular within 10 P eps lam_max (sft.conventions.psd_eigh)
     Kinv = pd_inverse(f"K_train + noise I (noise = {noise:g})", K[np.ix_(train, train)] + noise * np.eye(train.size))
     R = np.zeros((test.size, N))
     R[np.arange(test.size), test] = 1.0
