@@ -39,6 +39,12 @@ sft calls; your own JAX code keeps JAX's float32 default. Pure numpy/sympy parts
 Random networks: a parameter is drawn by ``jax.random.normal(key, shape, dtype)``, so the SAME key
 with ``dtype=float32`` and ``dtype=float64`` gives DIFFERENT networks (different samples, not a
 rounded copy); compare dtypes statistically, never network by network.
+
+Tolerances: no computed quantity is compared with exact zero. Positive (semi-)definiteness of a
+symmetric matrix is decided by :func:`psd_eigh` (tol = 10 n eps max|lambda|, stated in its errors);
+symmetric positive-definite systems are solved by Cholesky after that check (:func:`pd_inverse`),
+Hermitian ones by eigendecomposition, and general ones by :func:`solve_checked` (LU whose normwise
+backward error must be <= 10 n eps).
 """
 from __future__ import annotations
 
