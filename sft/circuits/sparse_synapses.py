@@ -87,6 +87,8 @@ import scipy.fft
 import scipy.stats
 import sympy as sp
 
+from ..conventions import check_array, check_key, check_real
+
 from ..conventions import psd_eigh
 from ..kernels.activations import get_activation
 from ..symbolic.cumulants import check_order, cumulants_from_moments, moments_from_cumulants
@@ -218,7 +220,7 @@ def _x_rule(layer, n_g):
 def input_moments(layer, r_max, *, n_g=400):
     """[E x, E x^2, ..., E x^r_max] of one input x = sigma(g), g ~ N(0, K_in[0, 0]) (composite rule, n_g nodes)."""
     r_max = check_order(r_max, "r_max", 1)
-    g, w = _g_rule(layer.K_in[:1, :1].copy().tobytes(), 1, n_g)
+    g, w = _g_rule(layer.K_in[:1, :1].copy().tobytes(), 1, _check_positive_int(n_g, "n_g", 8))
     x = np.asarray(layer.activation.fn(jnp.asarray(g[:, 0])), dtype=np.float64)
     return np.array([w @ x ** r for r in range(1, r_max + 1)])
 
@@ -244,7 +246,7 @@ def preactivation_cumulants(layer, order, *, n=None, n_g=400):
     order = check_order(order, "order", 1)
     n = _check_n(n)
     mJ = strength_moments(layer.law, order)
-    mx = input_moments(layer, order, n_g=n_g)
+    mx = input_moments(layer, order, n_g=_check_positive_int(n_g, "n_g", 8))
     if n is None:
         kap = layer.lam * mJ * mx
         kap[1] += layer.C_W * mx[1]
@@ -268,6 +270,7 @@ def next_layer_cumulants(layer, lam_next, law_next, order, *, C_W=1.0, C_b=0.0, 
     ``grid``: keyword arguments of :func:`predicted_densities`.
     """
     order = check_order(order, "order", 1)
+    check_real("lam_next", lam_next, minimum=0)
     nxt = SparseLayer(lam_next, law_next, layer.activation, 1.0, C_W=C_W, C_b=C_b)   # validates the inputs
     axes, p = predicted_densities(SparseLayer(layer.lam, layer.law, layer.activation, layer.K_in[:1, :1],
                                               C_W=layer.C_W, C_b=layer.C_b), [("exact",)], **grid)
@@ -494,7 +497,12 @@ def next_kernel(layer, axes, density):
 
 def sample_strengths(law, key, shape):
     """J = s |J| (float64 numpy, ``shape``) by inverse CDF of JAX uniforms: |J| = F^{-1}(u)."""
-    k1, k2 = jax.random.split(key)
+    if not isinstance(law, SynapseLaw):
+        raise ValueError(f"law={law!r} is not allowed: give a SynapseLaw (e.g. lognormal_synapses())")
+    if not isinstance(shape, tuple) or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0
+                                           for k in shape):
+        raise ValueError(f"shape={shape!r} is not allowed: give a tuple of integers >= 0")
+    k1, k2 = jax.random.split(check_key("key", key))
     u = np.asarray(jax.random.uniform(k1, shape, dtype=jnp.float64))
     sign = np.where(np.asarray(jax.random.uniform(k2, shape, dtype=jnp.float64)) < law.p_plus, 1.0, -1.0)
     return sign * np.asarray(law.magnitude.ppf(u), dtype=np.float64)
@@ -561,17 +569,18 @@ def simulate_limit(layer, key, n_samples, *, n_g=400):
     g = np.asarray(jax.random.normal(kg, (n_samples, m_max, layer.d), dtype=jnp.float64)) @ np.linalg.cholesky(layer.K_in).T
     x = np.asarray(layer.activation.fn(jnp.asarray(g)), dtype=np.float64)
     D = np.einsum("bs,bsd->bd", np.where(np.arange(m_max)[None] < m[:, None], J, 0.0), x)
-    xr, wg = _x_rule(layer, n_g)
+    xr, wg = _x_rule(layer, _check_positive_int(n_g, "n_g", 8))
     K_bg = layer.C_b + layer.C_W * (xr * wg[:, None]).T @ xr
     return D, np.broadcast_to(K_bg, (n_samples,) + K_bg.shape).copy()
 
 
 def _check_conditionals(D, G):
-    D, G = np.asarray(D, dtype=np.float64), np.asarray(G, dtype=np.float64)
+    D, G = check_array("D", D, min_size=0), check_array("G", G, min_size=0)
     if D.ndim != 2 or G.shape != D.shape + (D.shape[1],) or D.shape[0] < 2:
         raise ValueError(f"D, G have shapes {D.shape}, {G.shape}: need (S, d) and (S, d, d) with S >= 2")
     if not (np.all(np.isfinite(D)) and np.all(np.isfinite(G))):
         raise ValueError("D or G contains NaN or inf: simulation outputs must be finite")
+    psd_eigh("G", G, vectors=False)  # ValueError naming G if a conditional covariance is not PSD
     return D, G
 
 
@@ -613,6 +622,7 @@ def mc_expectation(f, D, G, *, n_nodes=16, block=4096):
     E_{N(D_s, G_s)} f (Gauss-Hermite, n_nodes per dimension), error = std / sqrt(S) (samples i.i.d.).
     ``f`` maps an array (..., d) of z's to (...)."""
     D, G = _check_conditionals(D, G)
+    block = _check_positive_int(block, "block", 1)
     vals = []
     for lo in range(0, len(D), block):
         Z, W = _gauss_points(D[lo:lo + block], G[lo:lo + block], n_nodes)
@@ -624,6 +634,7 @@ def mc_expectation(f, D, G, *, n_nodes=16, block=4096):
 def mc_next_kernel(layer, D, G, *, n_nodes=16, block=4096):
     """(K (d, d), errors (d, d)): E[sigma(z_a) sigma(z_b)] as in :func:`mc_expectation`."""
     D, G = _check_conditionals(D, G)
+    block = _check_positive_int(block, "block", 1)
     d = D.shape[1]
     sig = jax.jit(layer.activation.fn)
     vals = []
