@@ -41,8 +41,8 @@ SETTINGS = {
     "tanh": ("tanh", 1.0, None, "tanh, $C_W$ = 1"),
 }
 DEPTH = 4
-QUICK = dict(widths=[8, 16, 32], n_networks=4000, slice_width=16, slice_networks=4000, n_angles=5,
-             n_line=9, seed=0, dtype="float64")
+QUICK = dict(widths=[8, 16, 32], n_networks=4000, slice_width=16, slice_networks=4000, n_angles=4,
+             n_line=5, seed=0, dtype="float64")
 FULL = dict(widths=[8, 16, 32, 64], n_networks=40000, slice_width=16, slice_networks=40000,
             n_angles=9, n_line=25, seed=0, dtype="float64")
 
