@@ -16,7 +16,7 @@ This is a Rao-Blackwellised estimator: it removes the Gaussian noise of f given 
 
 Without variance reduction (:func:`output_cumulants_from_samples`), the cumulant tensors come from
 the raw sample moment tensors of f (S, N) through :func:`sft.symbolic.cumulant_tensors_from_moments`
-(consistent, bias O(1/S), which the jackknife corrects to O(1/S^2) if wanted).
+(consistent; bias O(1/S), far below the O(S^-1/2) error bar).
 
 Shapes: G (S, N, N) or f (S, N); returns [kappa2 (N, N), kappa4 (N,)*4, kappa6 (N,)*6], float64.
 Error bars: pass either function to :func:`sft.sim.jackknife` (samples along axis 0).
