@@ -5,9 +5,11 @@ import functools
 import jax
 import numpy as np
 import pytest
+import sympy as sp
 
 from sft.conventions import Z_MAX
-from sft.finite import (multi_input, neuron_cumulants, second_order_multi_input, second_order_single_input)
+from sft.finite import (multi_input, neuron_cumulants, second_order_multi_input, second_order_multi_step,
+                        second_order_single_input)
 from sft.sim import jackknife, layer_kernels
 from sft.sim.mixture_cumulants import output_cumulants_from_metrics, pair_sum
 
@@ -17,6 +19,19 @@ X3 = np.array([[1.0, 0.2], [-0.3, 0.9], [0.5, -0.7]])
 @functools.lru_cache(maxsize=None)
 def _multi(name, cw, cb, n_inputs, depth, widths=None):
     return second_order_multi_input(X3[:n_inputs], depth=depth, activation=name, C_W=cw, C_b=cb, widths=widths)
+
+
+def test_library_step_equals_derived_tensor_recursion():
+    """second_order_multi_step on generic symbols (P = 2 pair variables) equals the stored sympy derivation
+    (derivations/second_order_multi.py, law of total cumulance with tensor indices) exactly."""
+    from derivations import second_order_multi as dm
+    state, tensors, r = dm.library_arguments()
+    lib = second_order_multi_step(state, tensors, r, C_b=0)
+    der = dm.load()
+    for name, val in zip(dm.NAMES, lib):
+        val = np.asarray(val, dtype=object)
+        assert val.shape == der[name].shape, name
+        assert all(sp.expand(a - b) == 0 for a, b in zip(val.ravel(), der[name].ravel())), name
 
 
 @pytest.mark.parametrize("name, cw, cb, widths", [("tanh", 1.0, 0.1, (5, 7, 4)), ("relu", 2.0, 0.0, None)])
