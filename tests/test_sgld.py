@@ -86,6 +86,10 @@ def test_network_loss_and_determinism():
     with pytest.warns(TLBPWarning, match="not a local minimum"):
         est = estimate_llc(prob.loss, prob.w_star, jax.random.key(7), **kw)
     assert est.llc == llc_from_samples(r1).llc and est.nbeta == 5.0
+    kw_t = {k: v for k, v in kw.items() if k != "nbeta"}
+    with pytest.warns(TLBPWarning, match="not a local minimum"):   # temperature t = 1/nbeta
+        r3 = sample_tlbp(prob.loss, prob.w_star, jax.random.key(7), temperature=0.2, **kw_t)
+    np.testing.assert_array_equal(r1.loss, r3.loss)
     assert r1.loss.dtype == np.float64 and r1.dim == prob.w_star.shape[0] == 17
 
 
