@@ -562,14 +562,15 @@ def simulate_limit(layer, key, n_samples, *, n_g=400):
     """Infinite-width Monte Carlo: D = sum_{i<=m} J_i sigma(g^(i)) (S, d) with fresh g^(i) ~ N(0, K_in),
     and G_hat = K_bg (S, d, d) (module docstring)."""
     n_samples, _ = _check_mc(layer, n_samples, 1)
+    n_g = _check_positive_int(n_g, "n_g", 8)
     m_max = _slots(layer.lam)
-    kg, km, kJ = jax.random.split(key, 3)
+    kg, km, kJ = jax.random.split(check_key("key", key), 3)
     J = sample_strengths(layer.law, kJ, (n_samples, m_max))
     m = _counts(km, layer.lam, (n_samples,))
     g = np.asarray(jax.random.normal(kg, (n_samples, m_max, layer.d), dtype=jnp.float64)) @ np.linalg.cholesky(layer.K_in).T
     x = np.asarray(layer.activation.fn(jnp.asarray(g)), dtype=np.float64)
     D = np.einsum("bs,bsd->bd", np.where(np.arange(m_max)[None] < m[:, None], J, 0.0), x)
-    xr, wg = _x_rule(layer, _check_positive_int(n_g, "n_g", 8))
+    xr, wg = _x_rule(layer, n_g)
     K_bg = layer.C_b + layer.C_W * (xr * wg[:, None]).T @ xr
     return D, np.broadcast_to(K_bg, (n_samples,) + K_bg.shape).copy()
 
