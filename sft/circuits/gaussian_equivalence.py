@@ -71,7 +71,7 @@ import scipy.special
 
 from ..kernels.activations import get_activation
 from ..gaussian.expectations import gaussian_expectation
-from ..conventions import check_array, check_int, check_key, check_real
+from ..conventions import check_array, check_int, check_key, check_real, require_x64
 
 __all__ = ["equivalence_constants", "hermite_coefficients_1d", "background_conditional_moments",
            "background_moments_hermite", "background_moments_multi", "background_moments_hermite_multi",
@@ -305,6 +305,7 @@ def simulate_background(key, activation, x, *, circuits, tilt=None, width=None, 
     a_i = a_mean + sqrt(a_var) xi_i, xi_i ~ N(0, 1). Returns f_bg, shape (n_replicas, P) (row r: replica r).
     Batches of ``batch_size`` inputs use keys fold_in(key, batch index): same (key, batch_size) -> same draws.
     """
+    require_x64("sft.circuits.simulate_background")
     act = get_activation(activation)
     x = jnp.asarray(check_array("x", x, min_size=0))
     U = jnp.asarray(check_array("circuits", circuits, min_size=0))

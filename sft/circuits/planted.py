@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, optimize
 
-from ..conventions import check_array, check_int, check_key, check_real, psd_eigh
+from ..conventions import check_array, check_int, check_key, check_real, psd_eigh, require_x64
 
 __all__ = ["semicircle_stieltjes", "marchenko_pastur_stieltjes", "stieltjes_transform",
            "t_matrix_outliers", "wigner_outlier", "rectangular_outlier", "wigner_outliers_t_matrix",
@@ -421,6 +421,7 @@ def simulate_wigner_outliers_jax(n, thetas, n_draws, *, key, batch: int = 8):
     subspace; signs are irrelevant to the squared overlaps), W = X + U diag(theta) U^T, eigh(W).
     Returns the same dict as the numpy version (key instead of seed). Same key -> same result.
     """
+    require_x64("sft.circuits.simulate_wigner_outliers_jax")
     n = _check_int("n", n, 2)
     t = -np.sort(-_sorted_positive(thetas, "simulate_wigner_outliers_jax"))
     n_draws, batch = _check_int("n_draws", n_draws, 1), _check_int("batch", batch, 1)
@@ -437,6 +438,7 @@ def simulate_rectangular_outliers_jax(n, m, thetas, n_draws, *, key, batch: int 
     W = G / sqrt(m) + U diag(theta) V^T, n <= m; top singular triplets from eigh(W W^T), v~ = W^T u~ / sigma.
     Returns dict(n, m, n_draws, dtype, singular_values, left, right), each (n_draws, r), thetas descending.
     """
+    require_x64("sft.circuits.simulate_rectangular_outliers_jax")
     n, m = _check_int("n", n, 1), _check_int("m", m, 1)
     if n > m:
         raise ValueError(f"n={n}, m={m} is not allowed: need n <= m (c = n/m <= 1); transpose the matrix")

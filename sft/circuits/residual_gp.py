@@ -85,7 +85,7 @@ import numpy as np
 import scipy.optimize
 
 from ..kernels.activations import get_activation
-from ..conventions import Z_MAX, check_array, check_flag, check_int, check_key, check_real
+from ..conventions import Z_MAX, check_array, check_flag, check_int, check_key, check_real, require_x64
 from .gaussian_equivalence import equivalence_constants
 
 __all__ = ["ResidualGP", "InterpretationDiagnostics", "random_features", "feature_log_marginal_likelihood",
@@ -181,6 +181,7 @@ def random_features(x, omega, beta, *, activation, input_scale, C_b):
     >>> np.asarray(random_features(x, om, np.zeros(2), activation="relu", input_scale=2.0, C_b=0.0)).round(6).tolist()
     [[0.707107, 1.414214]]
     """
+    require_x64("sft.circuits.random_features")
     act = get_activation(activation)
     x, omega, beta = _array("x", x, 2), _array("omega", omega, 2), _array("beta", beta, 1)
     d, m = omega.shape
@@ -288,6 +289,7 @@ def fit_residual_gp(x, r, *, key=None, activation="relu", n_features=512, kernel
     with noise_floor = 0, or when the fitted noise collapses to 0 (the GP interpolates r exactly: a
     singular fit; set noise_floor > 0). Equations: module docstring.
     """
+    require_x64("sft.circuits.fit_residual_gp")
     x = _array("x", x, 2)
     r = _outputs("r", r, x)
     n = x.shape[0]
@@ -464,6 +466,7 @@ def diagnose_interpretation(network, interpretation, x_fit, x_test, *, key=None,
     >>> full.heldout_loglik > empty.heldout_loglik, empty.flagged
     (True, True)
     """
+    require_x64("sft.circuits.diagnose_interpretation")
     x_fit = _array("x_fit", x_fit, 2)
     x_test = _array("x_test", x_test, 2)
     if x_fit.shape[1] != x_test.shape[1]:
@@ -497,6 +500,7 @@ def neuron_contributions(x, W, a, *, activation, bias=None, scale=1.0):
     ...                      activation="relu").tolist()
     [[4.0, 0.5]]
     """
+    require_x64("sft.circuits.neuron_contributions")
     x = _array("x", x, 2)
     W = _array("W", W, 2)
     a = _array("a", a, 1)

@@ -89,7 +89,7 @@ import sympy as sp
 
 from ..conventions import check_array, check_key, check_real
 
-from ..conventions import psd_eigh
+from ..conventions import psd_eigh, require_x64
 from ..kernels.activations import get_activation
 from ..symbolic.cumulants import check_order, cumulants_from_moments, moments_from_cumulants
 from ..symbolic.edgeworth import edgeworth_cf_coefficients, to_numeric
@@ -219,6 +219,7 @@ def _x_rule(layer, n_g):
 
 def input_moments(layer, r_max, *, n_g=400):
     """[E x, E x^2, ..., E x^r_max] of one input x = sigma(g), g ~ N(0, K_in[0, 0]) (composite rule, n_g nodes)."""
+    require_x64("sft.circuits.input_moments")
     r_max = check_order(r_max, "r_max", 1)
     g, w = _g_rule(layer.K_in[:1, :1].copy().tobytes(), 1, _check_positive_int(n_g, "n_g", 8))
     x = np.asarray(layer.activation.fn(jnp.asarray(g[:, 0])), dtype=np.float64)
@@ -269,6 +270,7 @@ def next_layer_cumulants(layer, lam_next, law_next, order, *, C_W=1.0, C_b=0.0, 
     kappa_1 = lam' E[J'] E[sigma(z)]: the non-Gaussianity is again O(1) (with lam_next = 0 it is 0).
     ``grid``: keyword arguments of :func:`predicted_densities`.
     """
+    require_x64("sft.circuits.next_layer_cumulants")
     order = check_order(order, "order", 1)
     check_real("lam_next", lam_next, minimum=0)
     nxt = SparseLayer(lam_next, law_next, layer.activation, 1.0, C_W=C_W, C_b=C_b)   # validates the inputs
@@ -482,6 +484,7 @@ def expectation(f, axes, density):
 def next_kernel(layer, axes, density):
     """(d, d) matrix E[sigma(z_a) sigma(z_b)] of a predicted density (the next layer's kernel is
     C_b' + C_W' times this)."""
+    require_x64("sft.circuits.next_kernel")
     sig = lambda z: np.asarray(layer.activation.fn(jnp.asarray(z)), dtype=np.float64)
     d = len(axes)
     if d == 1:
@@ -497,6 +500,7 @@ def next_kernel(layer, axes, density):
 
 def sample_strengths(law, key, shape):
     """J = s |J| (float64 numpy, ``shape``) by inverse CDF of JAX uniforms: |J| = F^{-1}(u)."""
+    require_x64("sft.circuits.sample_strengths")
     if not isinstance(law, SynapseLaw):
         raise ValueError(f"law={law!r} is not allowed: give a SynapseLaw (e.g. lognormal_synapses())")
     if not isinstance(shape, tuple) or any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0
@@ -541,6 +545,7 @@ def simulate_conditionals(layer, n, key, n_samples, *, batch=1000):
     """Finite-width Monte Carlo (JAX, float64): per network sample the exact conditional law of z given
     the inputs and the impurities, z ~ N(D, G_hat): returns D (S, d) and G_hat (S, d, d)
     (module docstring). Same key -> same result."""
+    require_x64("sft.circuits.simulate_conditionals")
     n_samples, batch = _check_mc(layer, n_samples, batch)
     n = _check_n(n)
     if n is None:
@@ -561,6 +566,7 @@ def simulate_conditionals(layer, n, key, n_samples, *, batch=1000):
 def simulate_limit(layer, key, n_samples, *, n_g=400):
     """Infinite-width Monte Carlo: D = sum_{i<=m} J_i sigma(g^(i)) (S, d) with fresh g^(i) ~ N(0, K_in),
     and G_hat = K_bg (S, d, d) (module docstring)."""
+    require_x64("sft.circuits.simulate_limit")
     n_samples, _ = _check_mc(layer, n_samples, 1)
     n_g = _check_positive_int(n_g, "n_g", 8)
     m_max = _slots(layer.lam)
@@ -634,6 +640,7 @@ def mc_expectation(f, D, G, *, n_nodes=16, block=4096):
 
 def mc_next_kernel(layer, D, G, *, n_nodes=16, block=4096):
     """(K (d, d), errors (d, d)): E[sigma(z_a) sigma(z_b)] as in :func:`mc_expectation`."""
+    require_x64("sft.circuits.mc_next_kernel")
     D, G = _check_conditionals(D, G)
     block = _check_positive_int(block, "block", 1)
     d = D.shape[1]

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ..conventions import check_array, check_int, check_key, check_real, check_widths, layer_constants
+from ..conventions import check_array, check_int, check_key, check_real, check_widths, layer_constants, require_x64
 from .networks import apply, init_params
 
 __all__ = ["MALAResult", "mala", "network_log_posterior", "sample_network_posterior",
@@ -135,6 +135,7 @@ def mala(logdensity, init, key, *, step_size, n_steps, burn_in=0, thin=1, record
     >>> r.samples.shape, r.acceptance_rate.shape
     ((2, 4, 3), (2,))
     """
+    require_x64("sft.sim.mala")
     h = _positive("step_size", step_size)
     n_steps = _count("n_steps", n_steps, 1)
     burn_in = _count("burn_in", burn_in, 0)
@@ -183,6 +184,7 @@ def network_log_posterior(params, x, y, *, activation, C_W, C_b, noise, temperat
     ValueError when x is not (P, n_0) with P >= 1 and n_0 the input dimension of ``params``, y is not
     (P,), or (when not traced) x or y contain NaN or inf.
     """
+    require_x64("sft.sim.network_log_posterior")
     noise, temperature = _positive("noise", noise), _positive("temperature", temperature)
     if not any(isinstance(c, jax.core.Tracer) for c in (C_W, C_b)):
         layer_constants(len(params) - 1, C_W, C_b)
@@ -206,6 +208,7 @@ def sample_network_posterior(key, x_train, y_train, x_test, *, widths, activatio
     and the prior covers only trainable layers. Returns :class:`MALAResult` with samples
     (chains, draws, M) and acceptance_rate (chains,).
     """
+    require_x64("sft.sim.sample_network_posterior")
     n_chains = _count("n_chains", n_chains, 1)
     noise, temperature = _positive("noise", noise), _positive("temperature", temperature)
     _positive("step_size", step_size), _count("n_steps", n_steps, 1), _count("burn_in", burn_in, 0)

@@ -61,6 +61,7 @@ from jax.flatten_util import ravel_pytree
 
 from .networks import apply
 from .sampling import mala
+from ..conventions import require_x64
 
 __all__ = ["TLBPResult", "TLBPWarning", "NetworkLoss", "default_nbeta", "network_loss", "sample_tlbp"]
 
@@ -189,6 +190,7 @@ def network_loss(params, x, y, *, activation, C_W, C_b) -> NetworkLoss:
     >>> prob.w_star.shape, prob.data[1].shape
     ((13,), (4, 1))
     """
+    require_x64("sft.sim.network_loss")
     n, (x, y) = _check_data((x, y))
     n_out = params[-1][0].shape[-1]
     if y.ndim == 1:
@@ -281,6 +283,7 @@ def sample_tlbp(loss, w_star, key, *, gamma, step_size, n_chains, n_steps, data=
     >>> r.loss.shape, r.dim
     ((3, 10), 2)
     """
+    require_x64("sft.sim.sample_tlbp")
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is not allowed: use one of {_METHODS}")
     gamma = _real("gamma", gamma, 0, False)
