@@ -175,7 +175,7 @@ import jax.numpy as jnp  # noqa: E402
 import sympy as sp  # noqa: E402
 
 from sft.circuits import gaussian_equivalence as ge, impurity as im, planted as pl  # noqa: E402
-from sft.circuits import residual_gp as rg  # noqa: E402
+from sft.circuits import residual_gp as rg, sparse_synapses as ss  # noqa: E402
 from sft.conventions import check_array, check_flag, check_int, check_key, check_real  # noqa: E402
 from sft.finite import vertex as vx  # noqa: E402
 from sft.sim import estimators as est, sampling as smp  # noqa: E402
@@ -333,6 +333,9 @@ def test_fit_inverse_width_rank_deficient_and_against_exact_solution():
 # a ValueError that names the broken argument.
 G3 = np.array([[[2.0, 0.5], [0.5, 1.0]]] * 4)
 FIT = rg.fit_residual_gp(X, Y, key=KEY, n_features=4, learn_input=False, noise_floor=0.01)
+LAW = ss.lognormal_synapses(1.0, 0.5)
+LAYER = ss.SparseLayer(1.0, LAW, "erf", 1.0)
+D_MC, G_MC = RNG.normal(size=(16, 1)), np.ones((16, 1, 1))
 SWEEP = [
     (smp.mala, dict(logdensity=HALF, init=np.zeros((2, 2)), key=KEY, step_size=0.5, n_steps=2, burn_in=0,
                     thin=1), 3),
@@ -383,6 +386,20 @@ SWEEP = [
     (pl.simulate_rectangular_outliers, dict(n=4, m=5, thetas=[2.0], n_draws=2, seed=0), 4),
     (pl.simulate_wigner_outliers_jax, dict(n=5, thetas=[2.0], n_draws=2, key=KEY, batch=2), 3),
     (pl.simulate_rectangular_outliers_jax, dict(n=4, m=5, thetas=[2.0], n_draws=2, key=KEY, batch=2), 4),
+    (ss.lognormal_synapses, dict(J0=1.0, s=0.5, p_plus=0.5), 3),
+    (ss.strength_moments, dict(law=LAW, r_max=4), 2),
+    (ss.input_moments, dict(layer=LAYER, r_max=4, n_g=16), 2),
+    (ss.preactivation_cumulants, dict(layer=LAYER, order=4, n_g=16), 2),
+    (ss.next_layer_cumulants, dict(layer=LAYER, lam_next=1.0, law_next=LAW, order=4, C_W=1.0, C_b=0.0), 4),
+    (ss.predicted_densities, dict(layer=LAYER, methods=[("exact",)], n_grid=64, n_sd=14.0, n_g=16, n_u=4,
+                                  chunk=256), 2),
+    (ss.sample_strengths, dict(law=LAW, key=KEY, shape=(3,)), 3),
+    (ss.simulate_conditionals, dict(layer=LAYER, n=4, key=KEY, n_samples=10, batch=5), 4),
+    (ss.simulate_limit, dict(layer=LAYER, key=KEY, n_samples=10, n_g=16), 3),
+    (ss.mc_cumulants, dict(D=D_MC, G=G_MC, order=4, n_blocks=4), 3),
+    (ss.mc_excess_kurtosis, dict(D=D_MC, G=G_MC, n_blocks=4), 2),
+    (ss.mc_expectation, dict(f=lambda z: z[..., 0] ** 2, D=D_MC, G=G_MC, n_nodes=4, block=16), 3),
+    (ss.mc_next_kernel, dict(layer=LAYER, D=D_MC, G=G_MC, n_nodes=4, block=16), 3),
     (ge.equivalence_constants, dict(activation="tanh", q=1.0), 1),
     (ge.hermite_coefficients_1d, dict(g=np.tanh, q=1.0, order=3), 3),
     (ge.background_conditional_moments, dict(activation="tanh", s=[0.5, 1.0], beta=0.5, q_perp=0.5,
