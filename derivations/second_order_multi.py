@@ -111,8 +111,8 @@ def derive():
 def load():
     """The stored derivation: dict name -> object array of sympy expressions."""
     data = json.loads(OUT.read_text())
-    return {k: np.array([sp.sympify(e, locals={"r": r, "eps": eps}) for e in v["entries"]], dtype=object).reshape(v["shape"])
-            for k, v in data.items()}
+    parse = lambda e: sp.sympify(e, locals={"r": r, "eps": eps})  # noqa: E731
+    return {k: np.array([parse(e) for e in v["entries"]], dtype=object).reshape(v["shape"]) for k, v in data.items()}
 
 
 def main():

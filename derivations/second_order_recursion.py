@@ -140,7 +140,8 @@ def main():
     fac = output_cumulants_from_metric()
     names = {"K": "K", "G1": "G_1", "G2": "G_2", "V": "V", "V1": "V_1", "U": "U"}
     lines = ["# Single-input recursion to O(1/n^2) (derived by derivations/second_order_recursion.py)", "",
-             "Layer $\\ell$: $E[G]=K+G_1/n_{\\ell-1}+G_2/n_{\\ell-1}^2$, $\\mathrm{Var}(G)=V/n_{\\ell-1}+V_1/n_{\\ell-1}^2$,"
+             "Layer $\\ell$: $E[G]=K+G_1/n_{\\ell-1}+G_2/n_{\\ell-1}^2$, "
+             "$\\mathrm{Var}(G)=V/n_{\\ell-1}+V_1/n_{\\ell-1}^2$,"
              " $\\kappa_3(G)=U/n_{\\ell-1}^2$ (symbols g1, g2, v, v1, u); $r=n_\\ell/n_{\\ell-1}$;"
              " $m_k=\\langle\\sigma^k\\rangle_K$.", ""]
     for key, e in out.items():

@@ -24,7 +24,8 @@ E|u|^k = 2^(k/2) Gamma((k+1)/2) / sqrt(pi)) and for pairs of order 2 (the activa
 <sigma sigma>, when it has one); otherwise the split Gauss-Legendre rule of :mod:`sft.finite.vertex`
 on the d distinct inputs of each entry (errors of fourth-order products measured there: < 1e-13 for
 d <= 2, < 1e-11 for d = 3, < 1e-8 for d = 4; ReLU's sixth-order tensor on two inputs by quadrature agrees
-with the closed forms to 1e-11, tests/test_one_layer_cumulants.py). Entries with d > 4 distinct inputs (order r >= 5 on N >= 5 inputs) are only
+with the closed forms to 1e-11, tests/test_one_layer_cumulants.py).
+Entries with d > 4 distinct inputs (order r >= 5 on N >= 5 inputs) are only
 available for the linear activation (ValueError otherwise).
 """
 from __future__ import annotations

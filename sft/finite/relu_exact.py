@@ -130,8 +130,8 @@ def output_cumulant_ratios(widths, *, max_order=6, a_plus=1.0, a_minus=0.0) -> n
     ws = check_widths(widths)
     ap, am = _slope(a_plus, "a_plus"), _slope(a_minus, "a_minus")
 
-    def moment(k):
-        return sp.prod([_gain_polynomial(k, ap, am).subs(_n, n) / (n ** k * (_gain_polynomial(1, ap, am).subs(_n, n) / n) ** k)
+    def moment(k):  # E[G^k] / E[G]^k = prod_l E[Y_l^k] / E[Y_l]^k
+        return sp.prod([_gain_polynomial(k, ap, am).subs(_n, n) / _gain_polynomial(1, ap, am).subs(_n, n) ** k
                         for n in ws])
     return np.array([float(v) for v in _metric_cumulant_ratios(moment, R)])
 

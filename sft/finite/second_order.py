@@ -95,7 +95,8 @@ def second_order_step(state, derivatives, r, *, C_W, C_b):
             C_W ** 2 * F2 + r * C_W ** 2 * d1 ** 2 * V,
             r * C_W ** 2 * (F2p * G1 + F2pp * V / 2)
             + r ** 2 * C_W ** 2 * (d1 ** 2 * V1 + d1 * d2 * (U + 2 * G1 * V) + (d1 * d3 + d2 ** 2 / 2) * V ** 2),
-            C_W ** 3 * F3 + 3 * r * C_W ** 3 * d1 * F2p * V + r ** 2 * C_W ** 3 * (d1 ** 3 * U + 3 * d1 ** 2 * d2 * V ** 2))
+            C_W ** 3 * F3 + 3 * r * C_W ** 3 * d1 * F2p * V
+            + r ** 2 * C_W ** 3 * (d1 ** 3 * U + 3 * d1 ** 2 * d2 * V ** 2))
 
 
 class SecondOrder(NamedTuple):
