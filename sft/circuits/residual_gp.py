@@ -290,6 +290,7 @@ def fit_residual_gp(x, r, *, key=None, activation="relu", n_features=512, kernel
     singular fit; set noise_floor > 0). Equations: module docstring.
     """
     require_x64("sft.circuits.fit_residual_gp")
+    learn_input = check_flag("learn_input", learn_input)
     x = _array("x", x, 2)
     r = _outputs("r", r, x)
     n = x.shape[0]
@@ -307,7 +308,6 @@ def fit_residual_gp(x, r, *, key=None, activation="relu", n_features=512, kernel
     key = check_key("key", key)
     act = get_activation(activation)
     m = check_int("n_features", n_features, 1)
-    learn_input = check_flag("learn_input", learn_input)
     cw0 = _positive("input_scale", input_scale)
     cb0 = _positive("C_b", C_b, allow_zero=True)
     k1, k2 = jax.random.split(key)
