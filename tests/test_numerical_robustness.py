@@ -18,14 +18,16 @@ import scipy.linalg
 import sympy
 
 import sft.circuits.impurity as im
+import sft.circuits.sparse_synapses as ss
 import sft.conventions as cv
 import sft.sim.networks as nw
 from sft.finite import gaussian_rule, multi_input
-from sft.predict import gd_mean_correction, gd_stability_limit, gibbs_sample, gp_posterior, ntk_flow, \
-    ntk_gradient_descent, posterior_mean_correction, saddle_point
+from sft.predict import gd_mean_correction, gd_stability_limit, gibbs_sample, gp_posterior, \
+    kernel_shift_correction, ntk_flow, ntk_gradient_descent, posterior_cov_correction, \
+    posterior_mean_correction, saddle_point
 from sft.symbolic import check_covariance, cornish_fisher_polynomials, diagrams, edgeworth_density, \
-    edgeworth_density_numeric, gaussian_moment, multivariate_edgeworth_density, propagator, \
-    wick_contraction_counts
+    edgeworth_density_numeric, gaussian_moment, gaussian_moment_of_linear_forms, hermite_tensor, \
+    multivariate_edgeworth_density, propagator, wick_contraction_counts
 
 EPS = np.finfo(np.float64).eps
 RNG = np.random.default_rng(20261202)
@@ -150,21 +152,27 @@ def test_kernel_consumers_raise_when_pd_is_required_and_work_when_psd_is_allowed
     K = PERTURBED[case]
     y = np.linspace(-1, 1, 6)
     K9 = np.block([[K, X_TR @ X_TE.T], [X_TE @ X_TR.T, X_TE @ X_TE.T]])   # 9 points, train = first 6
-    with pytest.raises(ValueError, match="not positive definite"):
-        posterior_mean_correction(K9, np.zeros((9,) * 4), y, train=np.arange(6), test=np.arange(6, 9), noise=0.0)
+    split = dict(train=np.arange(6), test=np.arange(6, 9), noise=0.0)
+    for fn, second in ((posterior_mean_correction, np.zeros((9,) * 4)), (posterior_cov_correction, np.zeros((9,) * 4)),
+                       (kernel_shift_correction, np.zeros((9, 9)))):
+        with pytest.raises(ValueError, match=r"K_train \+ noise I \(noise = 0\) is not positive definite"):
+            fn(K9, second, y, **split)
     with pytest.raises(ValueError, match="K is not positive definite.*temperature=0"):
         saddle_point(K, y, widths=[50], temperature=0.0)
     warm = saddle_point(K, y, widths=[50], temperature=0.5, n_grid=400)
     ref = saddle_point(PERTURBED["exact"], y, widths=[50], temperature=0.5, n_grid=400)
     assert np.allclose(warm.u, ref.u, rtol=1e-9, atol=0)                # continuous in eps-perturbations
     rank1 = _perturbed(np.outer([1.0, 2.0], [1.0, 2.0]))[case]          # 2 x 2, singular +- eps
-    for fn in (gaussian_rule, propagator, check_covariance,
-               lambda c: multivariate_edgeworth_density(0, np.zeros((1, 2)), np.zeros(2), c, [])):
+    for fn in (gaussian_rule, propagator, check_covariance, lambda c: hermite_tensor(np.zeros(2), c, 2),
+               lambda c: multivariate_edgeworth_density(0, np.zeros((1, 2)), np.zeros(2), c, []),
+               lambda c: ss.SparseLayer(1.0, ss.lognormal_synapses(), "tanh", c)):
         with pytest.raises(ValueError, match="positive definite"):
             fn(rank1)
     c3 = K[:3, :3]                                                       # PSD allowed: Wick's theorem
     expected = c3[0, 0] * c3[1, 1] + 2 * c3[0, 1] ** 2
     assert abs(float(gaussian_moment([0, 0, 1, 1], c3)) - expected) < 1e-12 * expected
+    a, b = np.array([1.0, -2.0, 0.5]), np.array([0.3, 0.0, 1.0])
+    assert abs(float(gaussian_moment_of_linear_forms([a, b], c3)) - a @ c3 @ b) < 1e-12 * np.abs(c3).max()
 
 
 # ------------------------------------------------------------------------------- linear solves
