@@ -18,6 +18,11 @@ Closed forms (cited; each is tested against independent quadrature and Monte Car
 - erf: E = (2/pi) arcsin(2c / sqrt((1+2q1)(1+2q2)))  (Williams 1997);
        E[erf' erf'] = (4/pi) / sqrt((1+2q1)(1+2q2) - 4c^2)  (Gaussian integral of exp(-u^2-v^2)).
 - sin, cos: E[sin u sin v] = exp(-(q1+q2)/2) sinh c,  E[cos u cos v] = exp(-(q1+q2)/2) cosh c.
+
+Each closed form is written once and evaluated in numpy for numpy inputs (the plain, fast path) or in
+jax.numpy for JAX inputs (jit, vmap, grad). Only the arc-cosine family needs a custom derivative: its
+naive derivative is NaN at |rho| = 1 and at zero variance (:func:`_arc_cosine_jax`); erf, sin, cos and
+linear are smooth for finite q.
 """
 from __future__ import annotations
 

@@ -8,6 +8,9 @@ Recursions (conventions in :mod:`sft.conventions`; PDLT eqs. (4.118), (9.5); neu
 
 The readout kernel is layer depth + 1. Two input sets x1 (N1, d), x2 (N2, d) are carried as the
 diagonal variances of each set plus the (N1, N2) cross block, so the cost is O(N1 N2) per layer.
+
+One recursion serves numpy (plain calls: float64 numpy arrays, in-place updates, threaded closed forms)
+and JAX (jit / vmap / grad in x1, x2, C_W, C_b: the same lines on jax arrays); see :func:`nngp_and_ntk`.
 """
 from __future__ import annotations
 
@@ -96,7 +99,7 @@ def nngp_and_ntk(x1, x2=None, *, depth, activation, C_W, C_b, all_layers=False, 
 
     >>> import jax, numpy as np
     >>> x = np.array([[1.0, 0.0], [0.6, 0.8]])
-    >>> dK = jax.grad(lambda cw: nngp(x, depth=2, activation="relu", C_W=cw, C_b=0.0)[0, 1])(2.0)
+    >>> dK = jax.jit(jax.grad(lambda cw: nngp(x, depth=2, activation="relu", C_W=cw, C_b=0.0)[0, 1]))(2.0)
     >>> K3 = nngp(x, depth=2, activation="relu", C_W=2.0, C_b=0.0)[0, 1]  # K is C_W^3 (...) at C_b = 0
     >>> bool(abs(dK - 3 * K3 / 2.0) < 1e-12)
     True
