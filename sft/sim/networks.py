@@ -302,7 +302,8 @@ def _default_chunk(kind, sizes, n_inputs, itemsize):
 def _ensemble(kind, key, x, *, n_ensemble, widths, activation, C_W, C_b, n_out, chunk_size, dtype):
     """Validate, then evaluate network i = 0 .. S-1 (key fold_in(key, i)) in chunks, sharded over
     all devices along the ensemble axis; returns the results stacked along a leading axis S."""
-    require_x64(f"sft.sim ({kind})")
+    require_x64("sft.sim." + {"outputs": "ensemble_outputs", "metrics": "layer_kernels",
+                              "nngp": "empirical_nngp"}.get(kind, "empirical_ntk"))
     S = _check_count("n_ensemble", n_ensemble)
     widths = check_widths(widths)
     act = get_activation(activation)
