@@ -77,6 +77,7 @@ the z-scores comparatively. Worked example on a trained network: README.md.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, NamedTuple
 
 import jax
@@ -89,7 +90,7 @@ from ..conventions import Z_MAX, check_array, check_flag, check_int, check_key, 
 from .gaussian_equivalence import equivalence_constants
 
 __all__ = ["ResidualGP", "InterpretationDiagnostics", "random_features", "feature_log_marginal_likelihood",
-           "fit_residual_gp", "heldout_diagnostics", "diagnose_interpretation", "background_variance",
+           "default_feature_count", "fit_residual_gp", "heldout_diagnostics", "diagnose_interpretation", "background_variance",
            "standardized_moments", "neuron_contributions"]
 
 _LOG2PI = float(np.log(2 * np.pi))
@@ -272,11 +273,47 @@ def _feature_spectrum(Phi, r):
     return lam, y ** 2, max(float(r @ r - y @ y), 0.0), V, y
 
 
-def fit_residual_gp(x, r, *, key=None, activation="relu", n_features=512, kernel=None, noise_floor=0.0,
+MAX_FEATURES = 4096  # cap of the default feature count (an SVD of (n, m) per evaluation)
+
+
+def default_feature_count(n, d, *, warn=False) -> int:
+    """Number of random features m for n inputs in d dimensions: m = clip(16 n_eff, 512, MAX_FEATURES),
+
+        n_eff = min(n, (d + 1)(d + 2) / 2).
+
+    Why. On n inputs the one-layer NNGP kernel is a sum over Hermite / spherical-harmonic degrees; the
+    degrees <= 2 span (d + 1)(d + 2)/2 functions, and for n below that number the higher-degree part acts
+    on the data like a multiple of the identity (Gaussian equivalence; El Karoui, Ann. Stat. 38, 1 (2010)),
+    so the kernel matrix has ~n_eff effective directions. m random features estimate it with a Wishart
+    (Marchenko-Pastur) spread of relative size ~sqrt(n_eff / m): 16 n_eff features keep it near 1/4. At
+    the cap the spread is larger; with ``warn=True`` a RuntimeWarning then says so (measured, d = 200,
+    n = 400, GP draw with amplitude 1 and noise 0.05: m = 1600 gives amplitude 0.76 +- 0.12 and noise
+    0.124 +- 0.021; m = 512 gives 0.59 and 0.206; the exact kernel 0.98 and 0.065). Fix: pass the exact
+    kernel, e.g. ``kernel=lambda a, b: sft.kernels.nngp(a, b, depth=1, activation=..., C_W=[C_W, 1],
+    C_b=[C_b, 0])`` (dense, O(n^3) once), or n_features explicitly.
+
+    >>> default_feature_count(2000, 16), default_feature_count(100, 3)
+    (2448, 512)
+    """
+    n, d = check_int("n", n, 1), check_int("d", d, 1)
+    n_eff = min(n, (d + 1) * (d + 2) // 2)
+    m = int(min(max(512, 16 * n_eff), MAX_FEATURES))
+    if warn and m < 16 * n_eff:
+        warnings.warn(f"n_features: {m} random features (the cap MAX_FEATURES) under-resolve the kernel on "
+                      f"n = {n} inputs in d = {d} dimensions (n_eff = {n_eff} effective directions, relative "
+                      f"error ~sqrt(n_eff/m) = {np.sqrt(n_eff / m):.2f}): the fitted amplitude comes out low "
+                      "and the noise high. Pass kernel=<the exact NNGP kernel> (sft.kernels.nngp with "
+                      "depth=1) or n_features explicitly.", RuntimeWarning, stacklevel=3)
+    return m
+
+
+def fit_residual_gp(x, r, *, key=None, activation="relu", n_features=None, kernel=None, noise_floor=0.0,
                     learn_input=True, input_scale=1.0, C_b=0.0) -> ResidualGP:
     """Fit the residual GP to residuals r (n,) at inputs x (n, d) by maximum marginal likelihood.
 
-    Feature form (default): ``n_features`` = m random features of ``activation`` drawn from ``key``.
+    Feature form (default): ``n_features`` = m random features of ``activation`` drawn from ``key``;
+    None (default) chooses m from (n, d) by :func:`default_feature_count`, with a RuntimeWarning when
+    that is too few to resolve the kernel (wide inputs: use ``kernel=`` the exact NNGP instead).
     Amplitude and noise are maximised exactly for given features in the spectral form of Phi = U S V^T
     (one O(n m min(n, m)) decomposition, then O(m) per evaluation with analytic gradients); if
     ``learn_input``, input_scale and C_b are set by maximising that profile likelihood (L-BFGS-B on their
@@ -307,7 +344,7 @@ def fit_residual_gp(x, r, *, key=None, activation="relu", n_features=512, kernel
         raise ValueError("key=None is not allowed with the random-feature kernel: pass key=jax.random.key(seed)")
     key = check_key("key", key)
     act = get_activation(activation)
-    m = check_int("n_features", n_features, 1)
+    m = default_feature_count(*x.shape, warn=True) if n_features is None else check_int("n_features", n_features, 1)
     cw0 = _positive("input_scale", input_scale)
     cb0 = _positive("C_b", C_b, allow_zero=True)
     k1, k2 = jax.random.split(key)
@@ -446,7 +483,7 @@ def heldout_diagnostics(fit: ResidualGP, x_test, r_test, *, x_fit=None) -> Inter
 
 
 def diagnose_interpretation(network, interpretation, x_fit, x_test, *, key=None, activation="relu",
-                            n_features=512, kernel=None, noise_floor=0.0, learn_input=True, input_scale=1.0,
+                            n_features=None, kernel=None, noise_floor=0.0, learn_input=True, input_scale=1.0,
                             C_b=0.0) -> InterpretationDiagnostics:
     """Score an interpretation: fit the residual GP on x_fit, diagnose on held-out x_test.
 
