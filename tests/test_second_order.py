@@ -111,6 +111,41 @@ def test_cumulant_ratios_method():
     np.testing.assert_allclose(out.cumulant_ratios(20), [a1 / 20 + a2 / 400, b2 / 400], rtol=1e-14)
 
 
+def _quadratic_exact_series(depth, K1, C_W, C_b):
+    """Exact 1/n series of E[G], Var G, kappa_3(G) of the readout for sigma(z) = z^2, equal widths n.
+
+    Given G, sigma(z_j)^2 = G^2 u_j^4, so G' = C_b + C_W G^2 Y with Y = (1/n) sum_j u_j^4 independent of G:
+    E[G'^k] = sum_i C(k, i) C_b^(k-i) C_W^i E[G^(2i)] E[Y^i], with kappa_m(Y) = n^(1-m) kappa_m(u^4) and
+    E[u^(4m)] = (4m-1)!!. Exact rational arithmetic in eps = 1/n, truncated at eps^2 (enough for cumulants
+    to eps^2)."""
+    from sft.symbolic.cumulants import cumulants_from_moments, moments_from_cumulants
+    eps = sp.Symbol("eps", positive=True)
+    trunc = lambda e: sum(sp.expand(e).coeff(eps, k) * eps ** k for k in range(3))  # noqa: E731
+    J = 3 * 2 ** depth
+    mom = [sp.Integer(1)] + [K1 ** j for j in range(1, J + 1)]   # G^(1) = K1 is fixed
+    for _ in range(depth):
+        J //= 2
+        kY = [eps ** (m - 1) * k for m, k in enumerate(
+            cumulants_from_moments([sp.factorial2(4 * m - 1) for m in range(1, J + 1)]), start=1)]
+        mY = [sp.Integer(1)] + [trunc(m) for m in moments_from_cumulants(kY)]
+        mom = [sp.Integer(1)] + [trunc(sum(sp.binomial(k, i) * C_b ** (k - i) * C_W ** i * mom[2 * i] * mY[i]
+                                          for i in range(k + 1))) for k in range(1, J + 1)]
+    kap = [sp.expand(trunc(c)) for c in cumulants_from_moments(mom[1:4])]
+    assert kap[1].coeff(eps, 0) == 0 and kap[2].coeff(eps, 0) == 0 and kap[2].coeff(eps, 1) == 0
+    return [float(kap[0].coeff(eps, k)) for k in range(3)] + [float(kap[1].coeff(eps, k)) for k in (1, 2)] \
+        + [float(kap[2].coeff(eps, 2))]
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_quadratic_activation_exact_law(depth):
+    """sigma(z) = z^2 with biases (K, G1, G2, V, V1, U all nonzero at depth 3): the recursion (quadrature of
+    Hermite-weighted moments) equals the exact law's 1/n series (independent: moments of G^2-products)."""
+    ex = _quadratic_exact_series(depth, sp.Rational(7, 10), sp.Rational(1, 2), sp.Rational(1, 10))
+    out = second_order.second_order_single_input(0.7, depth=depth, activation=lambda z: z * z, C_W=0.5, C_b=0.1)
+    got = [getattr(out, k)[-1] for k in ("K", "G1", "G2", "V", "V1", "U")]
+    np.testing.assert_allclose(got, ex, rtol=1e-11, atol=1e-12 * ex[0])   # atol: G2 = 0 at depth 2
+
+
 # ----------------------------------------------------------------------------- Monte Carlo
 def _ratios(G):
     k2, k4, k6 = output_cumulants_from_metrics(G)
