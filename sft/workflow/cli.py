@@ -35,9 +35,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status (130 after Ctrl-C)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    with _figures.stop_on_interrupt():  # from here on Ctrl-C stops between pieces: exit 130
+        try:
+            return _figures_command(parser, args)
+        except _figures.Interrupted as err:
+            print(f"sft figures: {err}", file=sys.stderr)
+            return 130
+
+
+def _figures_command(parser, args) -> int:
     try:
         registry = _figures.discover(args.sims)
         chosen = _figures.select(registry, args.only)
@@ -48,11 +57,6 @@ def main(argv=None) -> int:
             print(f"{fig.name:24s} {fig.description}")
         return 0
     mode = "quick" if args.quick else "full"
-    with _figures.stop_on_interrupt():  # Ctrl-C: stop between pieces, exit 130
-        try:
-            for fig in chosen:
-                _figures.build(fig, mode, args.out, args.cache)
-        except _figures.Interrupted as err:
-            print(f"sft figures: {err}", file=sys.stderr)
-            return 130
+    for fig in chosen:
+        _figures.build(fig, mode, args.out, args.cache)
     return 0
