@@ -81,6 +81,7 @@ def test_two_inputs_against_monte_carlo():
     K, G1, G2, V, V1, U = (getattr(m, k)[-1] for k in ("K", "G1", "G2", "V", "V1", "U"))
     theory = np.concatenate([(K + G1 / n + G2 / n ** 2).ravel(), pair_sum(V / n + V1 / n ** 2, 2).ravel(),
                              pair_sum(U / n ** 2, 3).ravel()])
+    np.testing.assert_allclose(np.concatenate([t.ravel() for t in m.output_cumulants(n)]), theory, rtol=1e-14)
     G = np.asarray(layer_kernels(jax.random.key(21), X3[:2], n_ensemble=30000, widths=[n, n], activation="tanh",
                                  C_W=1.0, C_b=0.1))[:, -1]
     est, err = jackknife(lambda g: np.concatenate([t.ravel() for t in output_cumulants_from_metrics(g)]), G)
@@ -94,6 +95,8 @@ def test_two_inputs_against_monte_carlo():
     (lambda: second_order_multi_input(X3, depth=2, activation="tanh", C_W=1.0, C_b=0.0, widths=[3]), "widths"),
     (lambda: second_order_multi_input(np.array([[1.0, 0.0], [2.0, 0.0]]), depth=1, activation="relu", C_W=2.0,
                                       C_b=0.0), "K="),
+    (lambda: second_order_multi_input(X3[:1], depth=1, activation="relu", C_W=2.0, C_b=0.0,
+                                      widths=[4]).output_cumulants(5), "n"),
 ])
 def test_bad_input(call, word):
     with pytest.raises(ValueError, match=word):

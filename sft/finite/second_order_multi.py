@@ -54,6 +54,7 @@ import numpy as np
 from ..conventions import check_depth, check_inputs, check_widths, layer_constants
 from ..kernels.activations import get_activation
 from ..kernels.recursion import nngp
+from ..symbolic.cumulants import set_partitions
 from .vertex import gaussian_rule, width_ratios
 
 __all__ = ["SecondOrderMulti", "second_order_multi_input", "second_order_multi_step"]
@@ -182,6 +183,30 @@ class SecondOrderMulti(NamedTuple):
     V1: np.ndarray
     U: np.ndarray
     widths: tuple | None
+
+    def output_cumulants(self, n):
+        """[kappa_2 (N, N), kappa_4 (N,)*4, kappa_6 (N,)*6] of the readout to O(1/n^2), n = n_L the last hidden width.
+
+        kappa_2 = K + G1/n + G2/n^2, kappa_4 = sum over the 3 pairings of (V/n + V1/n^2), kappa_6 = sum over the 15
+        pairings of U/n^2 (f | G ~ N(0, G) and the law of total cumulance).
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n={n!r} is not allowed: the last hidden width, an integer >= 1")
+        if self.widths is not None and n != self.widths[-1]:
+            raise ValueError(f"n={n} is not allowed: these results were computed for widths={self.widths}, "
+                             f"whose last hidden width is {self.widths[-1]}")
+        return [self.K[-1] + self.G1[-1] / n + self.G2[-1] / n ** 2,
+                _pairing_sum(self.V[-1] / n + self.V1[-1] / n ** 2), _pairing_sum(self.U[-1] / n ** 2)]
+
+
+def _pairing_sum(T):
+    """sum over the pairings of T's axes, with T's axes (01)(23).. assigned to the pairs (3 terms for order 4, 15
+    for order 6): the symmetric tensor built from a tensor over pairs."""
+    out = 0
+    for pi in set_partitions(T.ndim):
+        if all(len(b) == 2 for b in pi):
+            out = out + np.transpose(T, np.argsort([p for b in pi for p in b]))
+    return out
 
 
 def second_order_multi_input(x, *, depth, activation, C_W, C_b, widths=None) -> SecondOrderMulti:
