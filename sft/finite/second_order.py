@@ -63,7 +63,9 @@ _HE = [np.polynomial.hermite_e.HermiteE.basis(2 * j) for j in range(5)]  # He_0,
 def gaussian_moment_derivatives(K, *, activation):
     """(m2, m2', m2'', m2''', m2'''', m4, m4', m4'', m6) at variance K > 0; m_k^(j) = d^j <sigma^k>_K / dK^j.
 
-    d^j <g>_K / dK^j = <g(sqrt(K) u) He_2j(u)> / (2K)^j (module docstring).
+    d^j <g>_K / dK^j = <g(sqrt(K) u) He_2j(u)> / (2K)^j (module docstring). At small K the projection on He_2j
+    cancels: the relative error of d^4 m2 / dK^4 for erf against its closed form is 2e-14 at K = 0.1, 1e-11 at
+    0.01, 1e-8 at 1e-3 and 1e-5 at 1e-4 (lower derivatives lose less).
 
     >>> [round(float(m), 9) + 0.0 for m in gaussian_moment_derivatives(2.0, activation="linear")]
     [2.0, 1.0, 0.0, 0.0, 0.0, 12.0, 12.0, 6.0, 120.0]
