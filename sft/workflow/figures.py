@@ -14,6 +14,9 @@ Design (showyourwork-like; the workflow tier of sft):
   date and the compute time). The hash covers the figure name and the piece's parameters, so quick
   and full modes never collide. Both files are written atomically (temporary file in the same folder,
   then ``os.replace``); the .json is written last and marks the piece complete.
+- Shared pieces: ``Figure(shared={label: function})`` computes that piece by ``function(**kwargs)``
+  and caches it under ``<cache>/shared/<script>.<function>/``, once for every figure naming the same
+  function and kwargs (gd_convergence and gd_correction share their 1/n theory curve this way).
 - Integrity: the .json stores the piece's key (figure, piece label, parameters, code version) and the
   sha256 of the .npz bytes. On load both are checked; a piece whose .json is missing, empty or
   unreadable, whose key differs (another piece's files swapped in, or code changed since) or whose
