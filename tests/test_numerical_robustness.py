@@ -241,6 +241,9 @@ def test_network_indices_never_wrap_and_huge_ensembles_are_refused_up_front():
             sft_train(n_ensemble=n)
     with pytest.raises(ValueError, match=r"smallest working set would take ~.* bytes, above the limit"):
         nw.layer_kernels(jax.random.key(0), x, n_ensemble=2, widths=[10 ** 9], activation="tanh", C_W=1.5, C_b=0.1)
+    with pytest.raises(ValueError, match=r"gibbs_sample is too large: its smallest working set would take ~3.84e\+11"):
+        gibbs_sample(jax.random.key(0), np.eye(2), np.ones(2), np.ones((1, 2)), widths=[10 ** 9], C_W=1.0,
+                     temperature=0.1, n_chains=4, n_sweeps=10)           # 4 chains x 3e9 weights x 4 x 8 bytes
     with pytest.raises(ValueError, match=r"its arithmetic would take ~4.\d+e\+17 floating-point operations"):
         nw.ensemble_outputs(jax.random.key(0), np.ones((10, 100)), n_ensemble=10 ** 8, widths=[10 ** 4] * 3,
                             activation="tanh", C_W=1.5, C_b=0.1)

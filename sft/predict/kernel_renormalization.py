@@ -71,6 +71,7 @@ import numpy as np
 import scipy.optimize
 
 from ..conventions import check_widths, layer_constants, psd_eigh, require_x64
+from ..sim.networks import _check_cost
 from ..kernels.recursion import nngp
 
 __all__ = ["Saddle", "Prediction", "saddle_point", "bpkr_posterior", "exact_posterior", "gibbs_sample",
@@ -311,6 +312,9 @@ def gibbs_sample(key, x_train, y_train, x_test, *, widths, C_W, temperature, n_c
     randomness from ``jax.random.fold_in(key, c)``; chains are vmapped, sweeps run in ``lax.scan``.
     Records every ``thin``-th sweep after ``burn_in`` sweeps: f(x_test) and U (the kernel scale,
     posterior mean comparable to :func:`exact_posterior`'s U). Returns :class:`GibbsResult`.
+    All chains are held at once (vmap): memory ~4 n_chains sum_l n_{l-1} n_l x 8 bytes, and the request
+    is refused up front (ValueError with the estimate) beyond the limits of :mod:`sft.sim.networks`
+    (MAX_NETWORKS chains, MAX_BYTES, MAX_FLOPS ~ chains x sweeps x L (2 P sum_l n_{l-1} n_l + P^3)).
     """
     require_x64("sft.predict.gibbs_sample")
     widths = check_widths(widths)
@@ -327,6 +331,9 @@ def gibbs_sample(key, x_train, y_train, x_test, *, widths, C_W, temperature, n_c
         raise ValueError(f"y_train has shape {y.shape}: it must be (P,) = ({X.shape[0]},)")
     cw, _ = layer_constants(len(widths), C_W, 0.0)
     dims = (X.shape[1],) + widths + (1,)
+    n_w, P, sweeps = sum(a * b for a, b in zip(dims[:-1], dims[1:])), X.shape[0], burn_in + n_sweeps
+    _check_cost("gibbs_sample", n_chains, n_chains * sweeps * len(widths) * (2 * P * n_w + P ** 3),
+                n_chains * sweeps * (Xt.shape[0] + 1) * 8, 4 * n_chains * n_w * 8)
     cs = tuple(float(c) / d for c, d in zip(cw, dims[:-1]))
     readout_gain = float(np.prod(cw[1:]))
 

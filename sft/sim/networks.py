@@ -113,7 +113,7 @@ def _check_cost(what, n_networks, flops, result_bytes, working_bytes):
         if value > limit:
             raise ValueError(f"{what} is too large: {label} would take ~{value:.3g} {unit}, above the limit "
                              f"{limit:.3g} (sft.sim.networks.MAX_{'BYTES' if unit == 'bytes' else 'FLOPS'}; "
-                             "module docstring); reduce n_ensemble, the widths or the number of inputs")
+                             "module docstring); reduce the number of networks or chains, the widths or the number of inputs")
 
 
 def _network_cost(kind, sizes, n_inputs):
