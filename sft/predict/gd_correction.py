@@ -244,8 +244,8 @@ def _compute(static, cfg):
     s_dntk = _taylor(dntk_fn, 2) / 2
 
     # ddntk: E over r0 = m + R L zeta of (1/6) d^3/d delta^3 population, cubic rule in zeta
-    lam, V = jnp.linalg.eigh(K)
-    L = V * jnp.sqrt(jnp.clip(lam, 0.0))
+    lam, V = jnp.linalg.eigh(K)  # K = C_b2 + sum_q w_q h h^T, w_q > 0: PSD by construction, so clipping
+    L = V * jnp.sqrt(jnp.clip(lam, 0.0))  # removes only rounding-level negative eigenvalues (a square root)
     dirs = jnp.concatenate([jnp.zeros((1, P)), L.T, -L.T])  # (2P+1, P)
 
     def a3(zeta):
