@@ -126,10 +126,13 @@ def test_linear_network_hessian_rank_is_twice_lambda(M=2, N=3, r=1):
 def test_mala_w4_potential():
     nbeta, gamma = 100.0, 1.0
     r = sample_tlbp(lambda w: w[0] ** 4, jnp.zeros(1), jax.random.key(2), nbeta=nbeta, gamma=gamma,
-                    method="mala", step_size=0.05, n_chains=16, n_steps=1200, burn_in=200, thin=4)
+                    method="mala", step_size=0.05, n_chains=16, n_steps=1200, burn_in=200, thin=4,
+                    record=lambda w: jnp.stack([w, w ** 2]))
     est = llc_from_samples(r)
     exact = power_llc(2, nbeta=nbeta, gamma=gamma)
     assert abs(est.llc - exact) < Z_MAX * est.stderr, (est, exact)
+    assert r.samples.shape == (16, 300, 2, 1) and np.all(r.acceptance_rate > 0.5)
+    np.testing.assert_allclose(nbeta * np.asarray(r.samples[:, :, 0, 0]) ** 4, nbeta * r.loss, rtol=1e-12)
 
 
 def test_mala_deep_linear_normal_crossing():

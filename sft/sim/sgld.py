@@ -336,9 +336,12 @@ def sample_tlbp(loss, w_star, key, *, gamma, step_size, n_chains, n_steps, data=
     else:
         def logdensity(w):
             return -nbeta * _evaluate(loss, w, data) - 0.5 * gamma * jnp.sum((w - w_star) ** 2)
+        shape = jax.eval_shape(record, w_star).shape      # mala records one array: [L_n, record(w)]
         res = mala(logdensity, init, key, step_size=eps, n_steps=n_steps, burn_in=burn_in, thin=thin,
-                   record=lambda w: (_evaluate(loss, w, data), record(w)))
-        (trace, samples), rate = res.samples, np.asarray(res.acceptance_rate)
+                   record=lambda w: jnp.concatenate([_evaluate(loss, w, data)[None],
+                                                     jnp.ravel(record(w)).astype(w.dtype)]))
+        trace, rate = res.samples[..., 0], np.asarray(res.acceptance_rate)
+        samples = res.samples[..., 1:].reshape(res.samples.shape[:2] + shape)
     trace = np.asarray(trace, dtype=np.float64)
     _warn(trace, loss_star, nbeta, D, eps)
     return TLBPResult(trace, loss_star, nbeta, gamma, D, method, eps, rate,
