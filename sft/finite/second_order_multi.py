@@ -95,7 +95,8 @@ def _ratio_derivatives_jit(K, E, z, order):
 
 def _taylor(F, w, drho):
     """[sum_m w_m F[..., m] d^j rho_m] for each j: F (..., M) -> (..., p^j)."""
-    return [np.tensordot(F * w, d, axes=([-1], [0])) for d in drho]
+    Fw = (F * w).reshape(-1, w.shape[0])
+    return [(Fw @ d.reshape(w.shape[0], -1)).reshape(F.shape[:-1] + d.shape[1:]) for d in drho]
 
 
 def _layer_tensors(act, K, C_W):
