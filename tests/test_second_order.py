@@ -84,6 +84,8 @@ def test_relu_exact_law_small_cases_by_hand():
     np.testing.assert_allclose(relu_exact.layer_gain_moment(3, n), e3, rtol=1e-14)
     np.testing.assert_allclose(relu_exact.layer_gain_moment(2, n) / relu_exact.layer_gain_moment(1, n) ** 2,
                                1 + 5 / n, rtol=1e-14)
+    m = sp.Symbol("m", positive=True)   # the exact rational function of the width
+    assert sp.simplify(relu_exact.layer_gain_moment(2, m) - (sp.Rational(1, 4) + sp.Rational(5, 4) / m)) == 0
 
 
 @pytest.mark.parametrize("slopes, factors", [((1, 0), [1]), ((1, 0), [1, 1]), ((1, 0), [1, 1, 1, 1]),
