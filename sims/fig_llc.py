@@ -17,8 +17,9 @@ J^T J / n (dotted), the like-for-like reference for SGLD points. Panel (c): poin
 like-for-like Gaussian reference, the non-Gaussian (finite-width) part.
 
 Panel (a): width ``width_a``, gamma = ``gamma``, nbeta on a grid (the default n / log n marked).
-Panel (b): nbeta = n / log n (beta = 1/log n), gamma = ``gamma``, widths ``widths``; bottom: the
-deviation of the points from the dotted line.
+Panel (b): nbeta = n / log n (beta = 1/log n), gamma = ``gamma``, widths ``widths``.
+Panel (c): points minus theory of panel (b), and the same for each gamma in ``gammas_c`` (full mode:
+gamma = 10), to separate the dependence on width from the dependence on the localization gamma.
 Run ``python sims/fig_llc.py [--quick]`` or ``sft figures --only llc``.
 """
 from __future__ import annotations
@@ -36,9 +37,9 @@ from sft.workflow import Figure, run_script
 
 TASK = dict(n=8, activation="tanh", C_W=1.5, C_b=0.1, gamma=1.0, train_steps=3000, method="mala", step_fraction=0.3,
             dtype="float64")
-QUICK = dict(widths=[32, 256], width_a=128, nbetas=[1.0, 100.0], n_chains=16,
+QUICK = dict(widths=[32, 256], gammas_c=[], width_a=128, nbetas=[1.0, 100.0], n_chains=16,
              n_steps=1000, burn_in=200, seed=0, **TASK)
-FULL = dict(widths=[16, 32, 64, 128, 256, 512, 1024], width_a=128,
+FULL = dict(widths=[16, 32, 64, 128, 256, 512, 1024], gammas_c=[10.0], width_a=128,
             nbetas=[0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0], n_chains=64, n_steps=4000,
             burn_in=1000, seed=0, **TASK)
 
@@ -84,6 +85,9 @@ def pieces(params):
             "n_steps", "burn_in", "seed", "dtype")
     common = {k: params[k] for k in keys}
     out = {f"width{w}": dict(width=w, nbetas=[None], **common) for w in params["widths"]}
+    for g in params["gammas_c"]:
+        out.update({f"width{w}_gamma{g:g}": dict(width=w, nbetas=[None], **{**common, "gamma": g})
+                    for w in params["widths"]})
     out["nbeta_scan"] = dict(width=params["width_a"], nbetas=list(params["nbetas"]), **common)
     return out
 
@@ -135,15 +139,20 @@ def plot(results, params):
     ax_b.set_ylabel(r"$\hat\lambda$")
     ax_b.set_title(rf"(b) $\beta = 1/\log n$, n = {params['n']}, $\gamma$ = {params['gamma']}", fontsize=10)
     ax_b.legend(fontsize=8)
-    dev, err = rows[:, 0] - rows[:, 4], rows[:, 1]
-    ax_c.errorbar(w, dev, yerr=err, fmt="o", color="C0", capsize=3)
+    ax_c.errorbar(w, rows[:, 0] - rows[:, 4], yerr=rows[:, 1], fmt="o", color="C0", capsize=3,
+                  label=f"$\\gamma$ = {params['gamma']:g}")
+    for i, g in enumerate(params["gammas_c"]):
+        rg = np.array([results[f"width{k}_gamma{g:g}"]["rows"][0] for k in params["widths"]])
+        ax_c.errorbar(w * 1.05, rg[:, 0] - rg[:, 4], yerr=rg[:, 1], fmt="s", color=f"C{i + 1}",
+                      capsize=3, label=f"$\\gamma$ = {g:g}")
+    ax_c.legend(fontsize=8)
     ax_c.axhline(0, color="k", lw=0.8)
     ax_c.set_xscale("log")
     ax_c.set_xticks(w, [f"{k:d}" for k in params["widths"]])
     ax_c.minorticks_off()
     ax_c.set_xlabel("hidden width")
     ax_c.set_ylabel(r"$\hat\lambda$ $-$ Gaussian" + (" (with step bias)" if sgld else ""))
-    ax_c.set_title("(c) non-Gaussian (finite-width) part", fontsize=10)
+    ax_c.set_title(r"(c) non-Gaussian part, $\beta = 1/\log n$", fontsize=10)
     fig.suptitle(f"Local learning coefficient of trained one-hidden-layer {params['activation']} networks "
                  f"vs the NTK Gaussian prediction; {params['n_chains']} chains x {params['n_steps']} "
                  f"steps, float64, 1$\\sigma$ between chains", fontsize=10)
