@@ -56,6 +56,7 @@ import sys
 import threading
 import time
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -268,11 +269,13 @@ def _load_verified(npz: Path, meta: Path, key: dict) -> tuple[dict | None, str]:
         return None, f"{npz} is missing"
     try:
         record = json.loads(meta.read_text())
-        stored_key, checksum = record["key"], record["sha256"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        return None, f"{meta} is unreadable or not a piece record ({type(err).__name__}: {err})"
+    except (ValueError, UnicodeDecodeError) as err:
+        return None, f"{meta} is empty or unreadable ({type(err).__name__}: {err})"
+    if not isinstance(record, dict) or not {"key", "sha256"} <= set(record):
+        return None, f"{meta} has no key and checksum (written by an older sft, or damaged)"
+    stored_key, checksum = record["key"], record["sha256"]
     if stored_key != key:
-        if {k: v for k, v in stored_key.items() if k != "code"} == \
+        if isinstance(stored_key, dict) and {k: v for k, v in stored_key.items() if k != "code"} == \
                 {k: v for k, v in key.items() if k != "code"}:
             return None, (f"{meta} was computed by other code (version {stored_key.get('code')}, "
                           f"now {key['code']})")
@@ -283,7 +286,7 @@ def _load_verified(npz: Path, meta: Path, key: dict) -> tuple[dict | None, str]:
     try:
         with np.load(io.BytesIO(blob)) as data:
             return {k: data[k] for k in data.files}, ""
-    except (ValueError, OSError, EOFError) as err:  # checksum fine but not an npz: written wrong
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:  # checksum fine, not an npz
         return None, f"{npz} is not a readable .npz ({type(err).__name__}: {err})"
 
 
