@@ -17,10 +17,12 @@ The text gives the sextic coupling needed at each depth, g6 K^3 / (g4 K^2)^2 (bo
 ratio is width-independent), from :func:`sft.symbolic.couplings_from_cumulants` applied to the
 O(1/n^2) cumulants (K, G1, G2, V, V1, U).
 
-Bottom row (two inputs x_a = (1, 0), x_b = (cos t, sin t), one hidden layer: the multi-input O(1/n^2)
-recursion for depth > 1 is not in sft yet, so this slice uses the exact one-hidden-layer cumulants,
-:func:`sft.finite.neuron_cumulants`): y = n^2 kappa6_{aaabbb} / K_aa^3 against the angle t,
-exact (solid), quartic-only tree (dashed), Monte Carlo at width ``slice_width`` (points).
+Bottom row (two inputs x_a = sqrt(2) (1, 0), x_b = sqrt(2) (cos t, sin t), depths 1-4, same networks):
+y = n^2 kappa6_{aaabbb} / K_aa^3 against the angle t (symlog scale): theory at O(1/n^2) from the
+multi-input recursion (:func:`sft.finite.second_order_multi_input`: kappa6 = sum over the 15 pairings of
+U / n^2; at depth 1 it equals the exact one-hidden-layer cumulants of :func:`sft.finite.neuron_cumulants`),
+the quartic-only tree (dashed, from kappa4 = sum over the 3 pairings of V / n), and Monte Carlo at width
+``slice_width`` (points; one sampled ensemble of depth 4 per angle).
 Run ``python sims/fig_six_point.py [--quick]`` or ``sft figures --only six_point``.
 """
 from __future__ import annotations
@@ -28,9 +30,9 @@ from __future__ import annotations
 import matplotlib.figure
 import numpy as np
 
-from sft.finite import neuron_cumulants, second_order_single_input
+from sft.finite import second_order_multi_input, second_order_single_input
 from sft.finite.relu_exact import output_cumulant_ratios
-from sft.sim import jackknife, output_cumulants_from_metrics, sample_metrics
+from sft.sim import jackknife, output_cumulants_from_metrics, pair_sum, sample_metrics
 from sft.symbolic import couplings_from_cumulants, quartic_tree_six_point
 from sft.workflow import Figure, run_script
 
@@ -42,9 +44,9 @@ SETTINGS = {
 }
 DEPTH = 4
 QUICK = dict(widths=[8, 16, 32], n_networks=4000, slice_width=16, slice_networks=4000, n_angles=4,
-             n_line=5, seed=0, dtype="float64")
+             n_line=15, seed=0, dtype="float64")
 FULL = dict(widths=[8, 16, 32, 64], n_networks=40000, slice_width=16, slice_networks=40000,
-            n_angles=9, n_line=25, seed=0, dtype="float64")
+            n_angles=7, n_line=41, seed=0, dtype="float64")
 
 
 def pieces(params):
@@ -71,7 +73,8 @@ def _sextic_ratio(so, L):
 
 
 def _slice_inputs(t):
-    return np.array([[1.0, 0.0], [np.cos(t), np.sin(t)]])
+    """Two inputs in R^2 at angle t with |x|^2 / n_0 = 1."""
+    return np.sqrt(2.0) * np.array([[1.0, 0.0], [np.cos(t), np.sin(t)]])
 
 
 def compute(*, kind, activation, C_W, width=None, n_networks=None, n_angles=None, n_line=None,
@@ -102,28 +105,30 @@ def compute(*, kind, activation, C_W, width=None, n_networks=None, n_angles=None
             return width ** 2 * k6.item() / k2.item() ** 3
         est, err = np.array([jackknife(scaled_ratio, G[:, i]) for i in range(DEPTH)]).T
         return dict(sim=est, sim_err=err)
-    # kind == "slice": one hidden layer on two inputs at angle t
+    # kind == "slice": two inputs at angle t, depths 1..DEPTH
     t_line = np.linspace(0.0, np.pi, n_line + 2)[1:-1]
     t_mc = np.linspace(0.0, np.pi, n_angles + 2)[1:-1]
     idx = (0, 0, 0, 1, 1, 1)
-    exact, tree = [], []
-    for t in t_line:
-        k = neuron_cumulants(_slice_inputs(t), 6, activation=activation, C_W=C_W, C_b=0.0)
-        K = k[1]
-        exact.append(k[5][idx] / K[0, 0] ** 3)
-        tree.append(quartic_tree_six_point(K, k[3])[idx] / K[0, 0] ** 3)
-    sim, err = [], []
-    for t in t_mc:
+    theory, tree, Kaa = np.zeros((DEPTH, t_line.size)), np.zeros((DEPTH, t_line.size)), {}
+    for j, t in enumerate(list(t_line) + list(t_mc)):
+        so = second_order_multi_input(_slice_inputs(t), depth=DEPTH, activation=activation, C_W=C_W,
+                                      C_b=0.0)
+        Kaa[float(t)] = so.K[1:, 0, 0]
+        if j < t_line.size:
+            for L in range(1, DEPTH + 1):
+                K = so.K[L]
+                theory[L - 1, j] = pair_sum(so.U[L], 3)[idx] / K[0, 0] ** 3
+                tree[L - 1, j] = quartic_tree_six_point(K, pair_sum(so.V[L], 2))[idx] / K[0, 0] ** 3
+    sim, err = np.zeros((DEPTH, t_mc.size)), np.zeros((DEPTH, t_mc.size))
+    for j, t in enumerate(t_mc):
         x = _slice_inputs(t)
-        K1 = C_W * x @ x.T / 2
-        G = sample_metrics(rng, K1, widths=[width], activation=activation, C_W=C_W, C_b=0.0,
-                           n_networks=n_networks)[:, -1]
-        K = neuron_cumulants(x, 2, activation=activation, C_W=C_W, C_b=0.0)[1]
-        e, s = jackknife(lambda g: width ** 2 * output_cumulants_from_metrics(g)[2][idx] / K[0, 0] ** 3, G)
-        sim.append(e)
-        err.append(s)
-    return dict(t_line=t_line, exact=np.array(exact), tree=np.array(tree), t_mc=t_mc,
-                sim=np.array(sim), sim_err=np.array(err))
+        G = sample_metrics(rng, C_W * x @ x.T / 2, widths=[width] * DEPTH, activation=activation,
+                           C_W=C_W, C_b=0.0, n_networks=n_networks)
+        for L in range(1, DEPTH + 1):
+            scale = width ** 2 / Kaa[float(t)][L - 1] ** 3
+            sim[L - 1, j], err[L - 1, j] = jackknife(
+                lambda g: scale * output_cumulants_from_metrics(g)[2][idx], G[:, L])
+    return dict(t_line=t_line, theory=theory, tree=tree, t_mc=t_mc, sim=sim, sim_err=err)
 
 
 def plot(results, params):
@@ -159,37 +164,37 @@ def plot(results, params):
                 bbox=dict(fc="white", ec="0.8", alpha=0.85))
         ax2 = axes[1, col]
         sl = results[f"{label}_slice"]
-        ax2.plot(sl["t_line"], sl["exact"], "-", color="k", lw=1.6)
-        ax2.plot(sl["t_line"], sl["tree"], "--", color="k", lw=1.2)
-        ax2.errorbar(sl["t_mc"], sl["sim"], yerr=sl["sim_err"], fmt="o", ms=4, color="k", mfc="white",
-                     capsize=2, lw=0.9)
+        for i in range(DEPTH):
+            c = f"C{i}"
+            ax2.plot(sl["t_line"], sl["theory"][i], "-", color=c, lw=1.6)
+            ax2.plot(sl["t_line"], sl["tree"][i], "--", color=c, lw=1.1)
+            ax2.errorbar(sl["t_mc"] + 0.02 * (i - 1.5), sl["sim"][i], yerr=sl["sim_err"][i], fmt="o", ms=4,
+                         color=c, mfc="white", capsize=2, lw=0.9, zorder=3)
+        ax2.set_yscale("symlog", linthresh=1.0)
         ax2.axhline(0.0, color="0.6", lw=0.6)
         ax2.set_xlabel(r"angle $t$ between the two inputs (rad)")
-        ax2.set_title(title + r", one hidden layer, two inputs", fontsize=10)
+        ax2.set_title(title + r", two inputs, depths 1-4", fontsize=10)
         ax2.grid(True, alpha=0.25)
     axes[0, 0].set_ylabel(r"$n^2\,\kappa_6/\kappa_2^3$ of the output")
-    axes[1, 0].set_ylabel(r"$n^2\,\kappa_6(f_a,f_a,f_a,f_b,f_b,f_b)\,/\,K_{aa}^3$")
+    axes[1, 0].set_ylabel(r"$n^2\,\kappa_6(f_a,f_a,f_a,f_b,f_b,f_b)\,/\,K_{aa}^3$ (symlog)")
     ax = axes[0, 0]
     h = [ax.plot([], [], "-", color="0.3", lw=1.6)[0], ax.plot([], [], ":", color="0.3", lw=1.6)[0],
          ax.plot([], [], "--", color="0.3", lw=1.2)[0],
          ax.errorbar([], [], yerr=[], fmt="o", color="0.3", mfc="white", capsize=2)]
-    names = [r"top: theory $O(1/n^2)$, $15U/K^3$", "top: exact law at width $n$ (linear, ReLU)",
+    names = [r"theory $O(1/n^2)$ (top: $15U/K^3$)", "top: exact law at width $n$ (linear, ReLU)",
              r"quartic coupling alone (tree; top: $10\,\kappa_4^2/K$)",
-             f"top: Monte Carlo, {params['n_networks']} networks per width (1$\\sigma$)"]
+             f"Monte Carlo (top: {params['n_networks']} networks per width; bottom: width "
+             f"{params['slice_width']}, {params['slice_networks']} networks; 1$\\sigma$)"]
     h += [ax.plot([], [], "-", color=f"C{i}", lw=3)[0] for i in range(DEPTH)]
-    names += [f"top: depth $L$ = {L}" for L in range(1, DEPTH + 1)]
-    h += [ax.plot([], [], "-", color="k", lw=1.6)[0],
-          ax.errorbar([], [], yerr=[], fmt="o", color="k", mfc="white", capsize=2)]
-    names += ["bottom: exact (one hidden layer)",
-              f"bottom: Monte Carlo, width {params['slice_width']}, {params['slice_networks']} networks"]
-    fig.legend(h, names, loc="outside lower center", ncol=5, fontsize=8.5)
+    names += [f"depth $L$ = {L}" for L in range(1, DEPTH + 1)]
+    fig.legend(h, names, loc="outside lower center", ncol=4, fontsize=8.5)
     over = np.concatenate([results[f"{k}_theory"]["tree"] / results[f"{k}_theory"]["theory"]
                            for k in SETTINGS])
     fig.suptitle("Connected six-point function of the output at $O(1/n^2)$: the quartic coupling alone "
                  f"(tree diagrams) overpredicts it by {over.min():.1f}x to {over.max():.1f}x; a sextic "
                  "coupling of the same order is needed\n(lines theory, points Monte Carlo of "
-                 r"per-network metrics, float64, one input with $|x|^2/n_0 = 1$; bottom: $x_a$ = (1, 0), "
-                 r"$x_b$ = (cos $t$, sin $t$))", fontsize=10)
+                 r"per-network metrics, float64, one input with $|x|^2/n_0 = 1$; bottom: $x_a \propto$ (1, 0), "
+                 r"$x_b \propto$ (cos $t$, sin $t$), $|x|^2/n_0 = 1$)", fontsize=10)
     return fig
 
 
