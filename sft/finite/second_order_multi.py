@@ -15,8 +15,8 @@ d_{i_j i_k} d_{i_l i_m} d_{i_o i_p} U_{(a_j a_k)(a_l a_m)(a_o a_p)} (d the Krone
 Recursion: the law of total cumulance (Brillinger 1969) over the metric of layer l, the steps of
 derivations/second_order_recursion.py with tensor indices, derived symbolically in
 derivations/second_order_multi.py (tests/test_second_order_multi.py asserts exact equality).
-Given G = K + delta, the conditional
-cumulants of G' = G^(l+1) are k1 = C_b + C_W <s_a s_b>_G, k2 = (1/n_l) F2(G),
+Given G = K + delta, the conditional cumulants of G' = G^(l+1) are k1 = C_b + C_W <s_a s_b>_G (so K' = k1(K)),
+k2 = (1/n_l) F2(G),
 F2_PQ = C_W^2 (<s_a s_b s_c s_d> - <s_a s_b><s_c s_d>), k3 = (1/n_l^2) F3(G), F3 the third joint
 cumulant of C_W s_a s_b, C_W s_c s_d, C_W s_e s_f (z ~ N(0, G)). Taylor coefficients in delta (over the pair
 variables) B = dk1, C = d^2 k1, D = d^3 k1, E = d^4 k1, F2' = dF2, F2'' = d^2 F2 at K; with r = n_l / n_{l-1},
