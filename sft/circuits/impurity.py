@@ -148,8 +148,8 @@ def exact_green(H, z):
     H = U diag(lam) U^dagger, G = U diag(1 / (z - lam)) U^dagger, backward stable and ||G|| <= 1/Im z.
     (LU with partial pivoting is not: on a ring, z - H is cyclic banded and its fill-in grows like
     e^{eta L / v}; for L = 2000 with flux it returned G off by O(1), residual 1e6, with no error.)
-    General H: LU (:func:`sft.conventions.solve_checked`), accepted only if the normwise backward error
-    is <= 10 L eps, else ``numpy.linalg.LinAlgError`` (a ValueError). Either way the returned residual
+    General H: :func:`sft.conventions.solve_checked` (LU, redone by Householder QR if LU's normwise
+    backward error exceeds 10 L eps; ``numpy.linalg.LinAlgError``, a ValueError, if QR's does too). The returned residual
     is also checked: ``LinAlgError`` if max |(z - H) G - 1| exceeds 10 L eps (|z| + max |H|) max |G|.
 
     >>> G, res = exact_green(ring_hamiltonian(4), 0.5j)
