@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..conventions import check_array, check_int, check_key, check_real, require_x64, solve_checked
+from ..workflow.threads import limit_threads
 
 __all__ = ["ring_hamiltonian", "ring_green", "chain_green", "gaussian_field_covariance",
            "exact_green", "t_matrix", "impurity_green", "alloy_self_energy", "alloy_local_green",
@@ -297,6 +298,7 @@ def _local_green_batch(H, zs):
     return jnp.einsum("rin,rzn->rzi", w, 1.0 / (zs[None, :, None] - lam[:, None, :]))   # (R, nz, L)
 
 
+@limit_threads()  # one BLAS thread per pool: no oversubscription next to XLA
 def alloy_local_green_mc(zs, c, V, *, L, n_real, key, t=1.0, eps0=0.0):
     """Monte Carlo disorder average of the exact local Green's function on a ring of L sites.
 

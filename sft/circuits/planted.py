@@ -49,6 +49,7 @@ import numpy as np
 from scipy import integrate, optimize
 
 from ..conventions import check_array, check_int, check_key, check_real, psd_eigh, require_x64
+from ..workflow.threads import limit_threads
 
 __all__ = ["semicircle_stieltjes", "marchenko_pastur_stieltjes", "stieltjes_transform",
            "t_matrix_outliers", "wigner_outlier", "rectangular_outlier", "wigner_outliers_t_matrix",
@@ -333,6 +334,7 @@ def planted_rectangular(n, m, thetas, *, rng):
     return G / np.sqrt(m) + (U * t) @ V.T, U, V
 
 
+@limit_threads()  # one BLAS thread per pool: no oversubscription next to XLA
 def simulate_wigner_outliers(n, thetas, n_draws, *, seed: int):
     """Top eigenvalues and overlaps over ``n_draws`` draws (numpy float64, eigh).
 
@@ -354,6 +356,7 @@ def simulate_wigner_outliers(n, thetas, n_draws, *, seed: int):
     return dict(seed=seed, n=n, n_draws=n_draws, dtype="float64", eigenvalues=np.array(lam), overlaps=np.array(ov))
 
 
+@limit_threads()  # one BLAS thread per pool: no oversubscription next to XLA
 def simulate_rectangular_outliers(n, m, thetas, n_draws, *, seed: int):
     """Top singular values and left/right overlaps over ``n_draws`` draws (eigh of W W^T, v~ = W^T u~ / sigma).
 
