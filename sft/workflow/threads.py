@@ -10,7 +10,10 @@ took 14-39 s wall with 2 BLAS threads and 1.5 s with 1; the planted and impurity
 wall (67 s CPU) with 2 and 104 s (11 s CPU) with 1. :func:`limit_threads` caps the BLAS pools
 (through threadpoolctl, for every BLAS library loaded in the process) for the duration of a block
 and restores them afterwards; XLA keeps its own pool. :mod:`sft.workflow.figures` computes every
-figure piece inside it. Use it around your own numpy-heavy loops that run next to JAX work.
+figure piece inside it, the numpy eigh loops of :mod:`sft.circuits.planted` and the impurity Monte
+Carlo (:func:`sft.circuits.impurity.alloy_local_green_mc`) use it as a decorator (``@limit_threads()``),
+and the test session runs inside it (``conftest.py``). Use it around your own numpy-heavy loops that
+run next to JAX work.
 
 The cap is ``blas`` if given, else the environment variable ``SFT_BLAS_THREADS`` if set, else 1.
 Set ``SFT_BLAS_THREADS=0`` to leave the BLAS pools untouched (e.g. for one large eigh on an idle
