@@ -1,13 +1,15 @@
 """Cost of the O(1/n^2) theory and of measuring the six-point function by Monte Carlo.
 
-Part A, theory at depth 10 (tanh, C_W = 1, C_b = 0; inputs on the unit sphere of R^8 spread
-at random, seed 0), for N = 1, 4, 8 inputs, seconds (best of ``--repeats`` after a warm-up, helper
-``best_time`` shared with bench_ensemble.py) and peak Python/numpy memory (tracemalloc, one call):
+Part A, theory at depth 10 (tanh, C_W = 1, C_b = 0; inputs on the sphere |x|^2/n_0 = 1 of R^8
+spread at random, seed 0), for N = 1, 2, 3, 4, 8 inputs, seconds (best of ``--repeats`` after a
+warm-up call, so JAX compilation is excluded; helper ``best_time`` shared with bench_ensemble.py; one
+repeat at N = 8) and peak Python/numpy memory (tracemalloc, one call; JAX buffers are not traced):
 - reference, measured in the same run: the O(1/n) four-point vertex recursion
   :func:`sft.finite.multi_input` (single input: :func:`sft.finite.single_input`) at the same N; the
   ratio column is (time) / (reference time);
-- the six-point vertex recursion to O(1/n^2): :func:`sft.finite.second_order_single_input` for N = 1.
-  For N = 4, 8 sft has no multi-input O(1/n^2) recursion yet: the row says so (nothing is timed);
+- the six-point vertex recursion to O(1/n^2): :func:`sft.finite.second_order_single_input` (N = 1) and
+  :func:`sft.finite.second_order_multi_input` (N <= 3; for N = 4, 8 its ValueError is reported: it
+  integrates products of six activations on all N inputs at once);
 - the effective-action map (:func:`sft.symbolic.couplings_from_cumulants`, order 2) on N inputs, from
   random symmetric cumulant tensors (its cost depends only on N; the N^6 six-point tensor dominates).
 
@@ -41,7 +43,7 @@ import jax
 import numpy as np
 
 import sft  # noqa: F401  (enables float64)
-from sft.finite import multi_input, second_order_single_input, single_input
+from sft.finite import multi_input, second_order_multi_input, second_order_single_input, single_input
 from sft.sim import (jackknife, layer_kernels, output_cumulants_from_metrics,
                      output_cumulants_from_samples, sample_metrics)
 from sft.symbolic import coupling_keys, couplings_from_cumulants
@@ -68,27 +70,32 @@ def theory_rows(repeats):
     kw = dict(activation="tanh", C_W=1.0, C_b=0.0)
     depth = 10
     rows = []
-    for N in (1, 4, 8):
+    for N in (1, 2, 3, 4, 8):
         x = rng.normal(size=(N, 8))
         x *= np.sqrt(8) / np.linalg.norm(x, axis=1, keepdims=True)  # |x|^2 / n_0 = 1
+        rep = repeats if N < 8 else 1  # the N = 8 reference takes ~10-30 s per call
         if N == 1:
             ref = lambda: single_input(1.0, depth=depth, **kw)  # noqa: E731
         else:
             ref = lambda: multi_input(x, depth=depth, **kw)  # noqa: E731
-        t_ref = best_time(ref, repeats)
+        t_ref = best_time(ref, rep)
         rows.append((N, "O(1/n) four-point vertex recursion (reference)", t_ref, peak_mib(ref), 1.0))
         if N == 1:
             f = lambda: second_order_single_input(1.0, depth=depth, **kw)  # noqa: E731
-            t = best_time(f, repeats)
-            rows.append((N, "O(1/n^2) six-point vertex recursion", t, peak_mib(f), t / t_ref))
-        else:
-            rows.append((N, "O(1/n^2) six-point vertex recursion: NOT IN SFT YET (multi-input)",
+            t = best_time(f, rep)
+            rows.append((N, "O(1/n^2) six-point vertex recursion, single input", t, peak_mib(f), t / t_ref))
+        f = lambda: second_order_multi_input(x, depth=depth, **kw)  # noqa: E731
+        try:
+            t = best_time(f, rep)
+            rows.append((N, "O(1/n^2) six-point vertex recursion, multi-input", t, peak_mib(f), t / t_ref))
+        except ValueError as err:
+            rows.append((N, f"O(1/n^2) multi-input: NOT SUPPORTED ({str(err).split(':')[-1].strip()})",
                          math.nan, math.nan, math.nan))
         A = rng.normal(size=(N, N))
         K = A @ A.T + N * np.eye(N)
         kap = {key: _sym(rng.normal(size=(N,) * key[0])) for key in coupling_keys(2)}
         f = lambda: couplings_from_cumulants(K, kap)  # noqa: E731
-        t = best_time(f, repeats)
+        t = best_time(f, rep)
         rows.append((N, "effective-action couplings g2, g4, g6 to O(1/n^2)", t, peak_mib(f), t / t_ref))
     return rows
 
@@ -124,7 +131,7 @@ def main(argv=None):
     p.add_argument("--real", type=int, default=20_000)
     a = p.parse_args(argv)
     print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].platform}, float64")
-    print("\nPart A: theory at depth 10, tanh (C_W = 1, C_b = 0)")
+    print("\nPart A: theory at depth 10, tanh (C_W = 1, C_b = 0); compilation excluded")
     print(f"{'N':>2}  {'task':<68} {'seconds':>9} {'peak MiB':>9} {'x ref':>8}")
     for N, task, t, mem, ratio in theory_rows(a.repeats):
         print(f"{N:>2}  {task:<68} {t:>9.4f} {mem:>9.2f} {ratio:>8.2f}")
