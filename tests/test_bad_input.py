@@ -487,3 +487,17 @@ def test_bad_argument_gets_a_named_value_error(fn, kw, npos, arg, bad):
     kw = dict(kw, **{arg: bad})
     with pytest.raises(ValueError, match=arg):
         fn(*(kw[n] for n in names[:npos]), **{n: kw[n] for n in names[npos:]})
+
+
+def test_mala_refuses_step_counts_past_uint32_and_oversized_records():
+    """Step s draws its key by fold_in(chain_key, s) with a uint32 index: more steps would wrap, and
+    a record larger than sft.sim.networks.MAX_BYTES is refused up front (an XLA abort otherwise)."""
+    import jax
+    import jax.numpy as jnp
+
+    from sft.sim import mala
+    with pytest.raises(ValueError, match="burn_in \\+ n_steps = 1000000000000 is not allowed"):
+        mala(lambda x: -0.5 * x @ x, jnp.zeros((2, 3)), jax.random.key(0), step_size=0.5, n_steps=10**12)
+    with pytest.raises(ValueError, match="recorded draws would take"):
+        mala(lambda x: -0.5 * x @ x, jnp.zeros((2, 3)), jax.random.key(0), step_size=0.5, n_steps=2**31,
+             record=lambda x: jnp.tile(x, 4))

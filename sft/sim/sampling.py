@@ -53,6 +53,22 @@ class MALAResult(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------- checks
+def _check_chain_cost(what, init, record, total_steps, draws):
+    """ValueError, with the estimate, for chains that cannot run: step s draws its key from
+    ``fold_in(chain_key, s)`` with a uint32 index (so burn_in + n_steps <= 2**32), and the recorded draws
+    (chains x draws x record size, float64) must fit in ``sft.sim.networks.MAX_BYTES``."""
+    from . import networks
+    if total_steps > networks.MAX_NETWORKS:
+        raise ValueError(f"{what}: burn_in + n_steps = {total_steps} is not allowed: step s uses "
+                         f"jax.random.fold_in(key, s) with a uint32 index, so at most 2**32 steps per call")
+    size = math.prod(jax.eval_shape(record, jax.ShapeDtypeStruct(init.shape[1:], init.dtype)).shape)
+    n_bytes = 8.0 * init.shape[0] * draws * size
+    if n_bytes > networks.MAX_BYTES:
+        raise ValueError(f"{what} is too large: the recorded draws would take ~{n_bytes:.3g} bytes "
+                         f"({init.shape[0]} chains x {draws} draws x {size} values), above the limit "
+                         f"{networks.MAX_BYTES:.3g} (sft.sim.networks.MAX_BYTES); raise thin or record less")
+
+
 def _count(name, value, minimum):
     return check_int(name, value, minimum)
 
@@ -161,6 +177,7 @@ def mala(logdensity, init, key, *, step_size, n_steps, burn_in=0, thin=1, record
                          f"starting point of chain(s) {bad.tolist()} (log density {np.asarray(lp0)[bad].tolist()}); "
                          "start every chain where log p and grad log p are finite")
     record = (lambda x: x) if record is None else record
+    _check_chain_cost("mala", init, record, burn_in + n_steps, n_steps // thin)
     keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(init.shape[0], dtype=jnp.uint32))
     run = jax.jit(jax.vmap(lambda x0, k: _mala_chain(logdensity, record, x0, k, h, burn_in,
                                                       n_steps // thin, thin)))
