@@ -76,6 +76,11 @@ def test_jit_and_vmap_equal_the_plain_call():
             assert isinstance(p, np.ndarray) and p.dtype == np.float64 and j.dtype == jnp.float64
             assert p.shape == j.shape == (3, 4, 3)
             np.testing.assert_allclose(j, p, rtol=1e-12, atol=1e-12 * np.abs(p).max())
+    plain = nngp_and_ntk(X, activation="relu", C_W=1.4, all_layers=True, **KW)  # symmetric: packed triangle
+    jitted = jax.jit(lambda a: nngp_and_ntk(a, activation="relu", C_W=1.4, all_layers=True, **KW))(X)
+    for p, j in zip(plain, jitted):
+        np.testing.assert_allclose(j, p, rtol=1e-13, atol=1e-14 * np.abs(p).max())
+        np.testing.assert_array_equal(j, np.swapaxes(j, 1, 2))
     cws = np.array([1.0, 1.5, 2.0])
     batched = jax.vmap(lambda cw: nngp(X, activation="erf", C_W=cw, **KW))(cws)
     loop = np.stack([nngp(X, activation="erf", C_W=cw, **KW) for cw in cws])

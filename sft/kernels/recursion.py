@@ -67,9 +67,31 @@ def _with_diagonal(m, d):
     return m.at[i, i].set(d)
 
 
-def _next_layer(act, q1, q2, k, symmetric, n_start):
+class _UpperTriangle:
+    """A symmetric (N, N) matrix as the vector of its upper triangle (i <= j): under JAX the closed
+    forms are evaluated on it (half the work; XLA cannot skip the mirror half by itself)."""
+
+    def __init__(self, N):
+        self.rows, self.cols = np.triu_indices(N)
+        self.diagonal = np.flatnonzero(self.rows == self.cols)
+        self.N = N
+
+    def pack(self, m):
+        return m[self.rows, self.cols]
+
+    def unpack(self, v):
+        m = jnp.zeros((self.N, self.N), v.dtype).at[self.rows, self.cols].set(v)
+        return m + jnp.triu(m, 1).T
+
+
+def _next_layer(act, q1, q2, k, symmetric, n_start, packed=None):
     """One layer of the recursion: (E[s s], E[s' s']) (N1, N2), the diagonals (E[s^2], E[s'^2]) of both
-    input sets and the node count, from one set of Hermite coefficients (pair_and_diag_expectations)."""
+    input sets and the node count, from one set of Hermite coefficients (pair_and_diag_expectations).
+    ``packed`` (an _UpperTriangle): k and the outputs are upper triangles, closed forms only."""
+    if packed is not None:
+        ess, edd = act.gauss_both(q1[packed.rows], q1[packed.cols], k)
+        d1 = act.gauss_ss(q1, q1, q1), act.gauss_dd(q1, q1, q1)
+        return ess.at[packed.diagonal].set(d1[0]), edd.at[packed.diagonal].set(d1[1]), d1, d1, 0
     if symmetric:
         ess, edd, d1, _, n = pair_and_diag_expectations(act, q1, q1, k, n_start=n_start, symmetric=True)
         return ess, edd, d1, d1, n
@@ -122,11 +144,15 @@ def nngp_and_ntk(x1, x2=None, *, depth, activation, C_W, C_b, all_layers=False, 
     k = cb[0] + cw[0] * (x1 @ x2.T) / n0
     if symmetric:  # exact symmetry (upper tiles only in the series) and exact rho = 1 on the diagonal
         k = _with_diagonal(0.5 * (k + k.T), q1)
+    packed = _UpperTriangle(k.shape[0]) if symmetric and xp is jnp and act.has_closed_form else None
+    if packed is not None:
+        k = packed.pack(k)
     t1, t2, t = q1, q2, k  # NTK diagonals and cross block
     ks, ts, n_nodes = [k], [t], 64
     for l in range(1, len(cw)):
-        ess, edd, (s1, d1), (s2, d2), n_nodes = _next_layer(act, q1, q2, k, symmetric, int(n_nodes / 1.6))
-        if symmetric:  # the diagonal from the diagonal rule (equal within tol), so that K_aa = q_a exactly
+        ess, edd, (s1, d1), (s2, d2), n_nodes = _next_layer(act, q1, q2, k, symmetric, int(n_nodes / 1.6),
+                                                            packed)
+        if symmetric and packed is None:  # the diagonal from the diagonal rule (equal within tol): K_aa = q_a
             ess, edd = _with_diagonal(ess, s1), _with_diagonal(edd, d1)
         knew = ess  # in place for numpy (N1 x N2 temporaries are the memory bottleneck); JAX rebinds
         knew *= cw[l]
@@ -142,6 +168,9 @@ def nngp_and_ntk(x1, x2=None, *, depth, activation, C_W, C_b, all_layers=False, 
         if all_layers:  # otherwise keep only the current layer (memory)
             ks.append(k)
             ts.append(t)
+    if packed is not None:
+        k, t = packed.unpack(k), (packed.unpack(t) if ntk else None)
+        ks, ts = [packed.unpack(m) for m in ks], [packed.unpack(m) for m in ts]
     if all_layers:
         return xp.stack(ks), (xp.stack(ts) if ntk else None)
     return k, (t if ntk else None)
