@@ -2,7 +2,8 @@
 
 Model: depth-2 network of width n (default 512), input dimension n_0 = 16, relu, C_W = 2, C_b = 0,
 N training points (default 1024) x ~ N(0, I), realizable labels y = f_{w*}(x) with w* the network at
-initialization (so L_n(w*) = 0 and w* is a minimum). TLBP: nbeta = N / log N (beta = 1/log N),
+initialization (so L_n(w*) = 0 and w* is a minimum). The network and data are drawn in each dtype,
+so the float32 and float64 rows sample different networks (their LLCs differ). TLBP: nbeta = N / log N (beta = 1/log N),
 gamma = 100, minibatch b (default 64), step eps = 0.5 / (nbeta h_max + gamma) (h_max by the sampler's
 power iteration at w*), C chains, full-batch L_n recorded every ``thin`` steps.
 
