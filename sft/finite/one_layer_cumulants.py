@@ -36,7 +36,7 @@ import numbers
 
 import numpy as np
 
-from ..conventions import check_inputs, layer_constants
+from ..conventions import check_inputs, layer_constants, require_x64
 from ..kernels.activations import get_activation
 from ..symbolic.cumulants import cumulant_tensors_from_moments, moment_tensors_from_cumulants
 from .vertex import _cholesky, _slots, _subset_moments
@@ -141,6 +141,7 @@ def neuron_cumulants(x, max_order, *, activation, C_W, C_b):
     >>> float(k[1][0, 0]), float(k[3][0, 0, 0, 0])   # Var(v z) = 1, kappa_4(v z) = E[v^4]E[z^4] - 3 = 6
     (1.0, 6.0)
     """
+    require_x64("sft.finite.neuron_cumulants")
     act = get_activation(activation)
     R = _check_order(max_order, "max_order")
     K, cw, _ = _first_layer_kernel(x, C_W, C_b)
@@ -153,6 +154,7 @@ def one_hidden_layer_cumulants(x, max_order, *, width, activation, C_W, C_b):
     kappa_r(f) = n^(1 - r/2) kappa_r(Y) + C_b^(2) [r = 2], shape (N,)*r, float64 (module docstring).
     x: (N, n_0); max_order R >= 2; width n >= 1; C_W, C_b scalars or (layer 1, readout).
     """
+    require_x64("sft.finite.one_hidden_layer_cumulants")
     n = _check_width(width)
     act = get_activation(activation)
     R = _check_order(max_order, "max_order")

@@ -51,7 +51,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..conventions import check_depth, check_widths, layer_constants
+from ..conventions import check_depth, check_widths, layer_constants, require_x64
 from ..kernels.activations import get_activation
 from .vertex import _sigma, _std_normal_rule, width_ratios
 
@@ -70,6 +70,7 @@ def gaussian_moment_derivatives(K, *, activation):
     >>> [round(float(m), 9) + 0.0 for m in gaussian_moment_derivatives(2.0, activation="linear")]
     [2.0, 1.0, 0.0, 0.0, 0.0, 12.0, 12.0, 6.0, 120.0]
     """
+    require_x64("sft.finite.gaussian_moment_derivatives")
     act = get_activation(activation)
     K = float(K)
     if not (np.isfinite(K) and K > 0):
@@ -140,6 +141,7 @@ def second_order_single_input(K1, *, depth, activation, C_W, C_b, widths=None) -
     >>> [round(c, 10) for c in out.cumulant_ratios(10)]   # exact: 3 (1.2^2 - 1); 15 (12 L^2 - 4 L) / n^2
     [1.32, 6.0]
     """
+    require_x64("sft.finite.second_order_single_input")
     depth = check_depth(depth)
     cw, cb = layer_constants(depth, C_W, C_b)
     r = width_ratios(widths, depth)

@@ -49,9 +49,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
 
-from ..conventions import check_depth, check_inputs, check_widths, layer_constants
+from ..conventions import check_depth, check_inputs, check_widths, layer_constants, require_x64
 from ..kernels.activations import get_activation
 from ..kernels.recursion import nngp
 from ..symbolic.cumulants import set_partitions
@@ -77,14 +78,20 @@ def _ratio_derivatives(K, z, order):
     return [np.asarray(d) for d in _ratio_derivatives_jit(jnp.asarray(K), jnp.asarray(E), jnp.asarray(z), order)]
 
 
+def _pd_inverse_logdet(A):
+    """(A^{-1}, log det A) by Cholesky, differentiable to any order; A is positive definite (the callers'
+    covariances passed the psd_eigh check of :func:`sft.finite.gaussian_rule` first)."""
+    L = jnp.linalg.cholesky(A)
+    return jax.scipy.linalg.cho_solve((L, True), jnp.eye(A.shape[0])), 2 * jnp.sum(jnp.log(jnp.diag(L)))
+
+
 @functools.partial(jax.jit, static_argnums=(3,))
 def _ratio_derivatives_jit(K, E, z, order):
-    Kinv, logdet = jnp.linalg.inv(K), jnp.linalg.slogdet(K)[1]
+    Kinv, logdet = _pd_inverse_logdet(K)
 
     def rho(theta):
-        Kt = K + jnp.einsum("p,pij->ij", theta, E)
-        Q = jnp.linalg.inv(Kt) - Kinv
-        return jnp.exp(-0.5 * jnp.einsum("mi,ij,mj->m", z, Q, z) - 0.5 * (jnp.linalg.slogdet(Kt)[1] - logdet))
+        Ktinv, logdet_t = _pd_inverse_logdet(K + jnp.einsum("p,pij->ij", theta, E))
+        return jnp.exp(-0.5 * jnp.einsum("mi,ij,mj->m", z, Ktinv - Kinv, z) - 0.5 * (logdet_t - logdet))
     out, f = [], rho
     theta0 = jnp.zeros(E.shape[0])
     for _ in range(order + 1):
@@ -218,6 +225,7 @@ def second_order_multi_input(x, *, depth, activation, C_W, C_b, widths=None) -> 
     >>> round(float(out.U[-1, 0, 0, 0, 0, 0, 0]), 10)   # 12 L^2 - 4 L at K = 1/2: (48 - 8) / 8
     5.0
     """
+    require_x64("sft.finite.second_order_multi_input")
     act = get_activation(activation)
     depth = check_depth(depth)
     cw, cb = layer_constants(depth, C_W, C_b)

@@ -57,6 +57,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
+from ..conventions import check_flag, require_x64
+
 __all__ = ["gaussian_expectation", "diag_expectations", "pair_expectations", "HermiteCoefficients",
            "hermite_coefficients", "mehler_expectations", "pair_and_diag_expectations", "TOL", "N_MAX"]
 
@@ -102,6 +104,7 @@ def gaussian_expectation(f, q, n_nodes: int = 400):
     ``f`` is elementwise (numpy or JAX). Quadrature: composite Gauss-Legendre on each half line (split
     at the origin, cut at |z| = 40), ``n_nodes`` per half (see _half_line_rule).
     """
+    require_x64("sft.gaussian.gaussian_expectation")
     q = _check_variances(q)
     z, w = _half_line_rule(int(n_nodes))
     s = np.sqrt(q)[..., None]
@@ -115,6 +118,7 @@ def diag_expectations(activation, q):
     This is the rho = 1, q1 = q2 case of :func:`pair_expectations`, computed independently of it.
     Under JAX tracing: differentiable in q to any order (d<f(u)>_q/dq = <f''(u)>_q / 2), values unchecked.
     """
+    require_x64("sft.gaussian.diag_expectations")
     if _is_traced(q):
         q = jnp.asarray(q, dtype=jnp.float64)
         if activation.has_closed_form:
@@ -318,6 +322,7 @@ def hermite_coefficients(activation, q, *, tol: float = TOL, n_max: int = N_MAX,
     (non-smooth activation, or q too large for this activation at this tol). Many distinct q are
     handled by Chebyshev interpolation in sqrt(q) (checked, see _interpolated_band), few directly.
     """
+    require_x64("sft.gaussian.hermite_coefficients")
     q = _check_variances(np.atleast_1d(q))
     if not (0 < tol < 1):
         raise ValueError(f"tol={tol!r} is not allowed: 0 < tol < 1")
@@ -399,6 +404,8 @@ def mehler_expectations(coef1: HermiteCoefficients, coef2: HermiteCoefficients, 
     c (N1, N2): covariances, |c| <= sqrt(q1 q2). ``symmetric``: coef1 is coef2 and c == c.T (only the
     upper tiles are computed). Entries with q1 q2 = 0 use rho = 0 (then only k = 0 survives).
     """
+    require_x64("sft.gaussian.mehler_expectations")
+    symmetric = check_flag("symmetric", symmetric)
     s = np.sqrt(np.outer(coef1.q, coef2.q))
     c = np.asarray(c, dtype=np.float64)
     if c.shape != s.shape or not np.all(np.isfinite(c)):
@@ -508,6 +515,9 @@ def pair_and_diag_expectations(activation, q1, q2, c, *, tol: float = TOL, n_max
     >>> bool(abs(slope - edd) < 1e-13)
     True
     """
+    require_x64("sft.gaussian.pair_and_diag_expectations")
+    if symmetric is not None:
+        symmetric = check_flag("symmetric", symmetric)
     if _is_traced(q1, q2, c):
         return _traced_pair_and_diag(activation, q1, q2, c, tol, n_max, bool(symmetric))
     q1, q2, c = _check_pair(q1, q2, c)

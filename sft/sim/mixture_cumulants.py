@@ -33,7 +33,7 @@ import numbers
 
 import numpy as np
 
-from ..conventions import check_widths, layer_constants
+from ..conventions import check_widths, layer_constants, psd_eigh, require_x64
 from ..kernels.activations import get_activation
 from ..symbolic.cumulants import cumulant_tensors_from_moments, set_partitions
 
@@ -115,6 +115,7 @@ def sample_metrics(rng, K1, *, widths, activation, C_W, C_b, n_networks: int):
     >>> G.shape, float(G[0, 0, 0, 0])
     ((3, 2, 1, 1), 1.0)
     """
+    require_x64("sft.sim.sample_metrics")
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng={rng!r} is not allowed: give a numpy.random.Generator")
     if isinstance(n_networks, bool) or not isinstance(n_networks, numbers.Integral) or n_networks < 1:
@@ -125,14 +126,14 @@ def sample_metrics(rng, K1, *, widths, activation, C_W, C_b, n_networks: int):
     K = np.atleast_2d(np.asarray(K1, dtype=np.float64))
     if K.ndim != 2 or K.shape[0] != K.shape[1] or not np.all(np.isfinite(K)):
         raise ValueError(f"K1 of shape {np.shape(K1)} is not allowed: a finite (N, N) kernel")
-    lam, vec = np.linalg.eigh(K)
-    if lam[0] < -1e-12 * abs(lam[-1]) or not lam[-1] > 0:
-        raise ValueError(f"K1={K1!r} is not allowed: it must be positive semi-definite and nonzero")
+    if not np.any(K):
+        raise ValueError(f"K1={K1!r} is not allowed: it must be nonzero")
+    psd_eigh("K1", K, vectors=False)            # ValueError unless PSD within 10 N eps max|lambda|
     G = np.broadcast_to(K, (n_networks,) + K.shape).copy()
     out = [G]
     for l, n in enumerate(ws):
-        lam, vec = np.linalg.eigh(G)
-        root = vec * np.sqrt(np.clip(lam, 0.0, None))[:, None, :]
+        lam, vec = psd_eigh(f"G^({l + 1})", G)      # PSD by construction; rounding-level lam < 0 -> 0
+        root = vec * np.sqrt(lam)[:, None, :]
         z = np.einsum("sab,sjb->sja", root, rng.standard_normal((n_networks, n, K.shape[0])))
         s = np.asarray(act.fn(z), dtype=np.float64)
         G = cb[l + 1] + cw[l + 1] * np.einsum("sja,sjb->sab", s, s) / n

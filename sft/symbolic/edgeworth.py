@@ -59,6 +59,8 @@ at most ``MAX_TENSOR_ENTRIES`` = 2^28. :func:`edgeworth_density_numeric` has nei
 """
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
 import jax.scipy.special as jss
 import numpy as np
@@ -66,7 +68,7 @@ import scipy.optimize
 import sympy as sp
 from sympy.utilities.iterables import partitions
 
-from ..conventions import check_array, check_real
+from ..conventions import check_array, check_real, require_x64
 from .cumulants import check_coefficient, check_order
 from .hermite import check_covariance, hermite_he, hermite_tensor
 
@@ -387,8 +389,16 @@ def to_numeric(expr, *symbols, backend="numpy"):
     """
     if backend == "numpy":
         return sp.lambdify(symbols, expr, modules=["scipy", "numpy"])
-    if backend == "jax":
-        return sp.lambdify(symbols, expr, modules=_JAX_MODULES)
+    if backend == "jax":  # float64 checked now and at every call (the flag may change in between)
+        name = "sft.symbolic.to_numeric(backend='jax')"
+        require_x64(name)
+        f = sp.lambdify(symbols, expr, modules=_JAX_MODULES)
+
+        @functools.wraps(f)
+        def checked(*args):
+            require_x64(name)
+            return f(*args)
+        return checked
     raise ValueError(f"backend={backend!r} is not allowed: use 'numpy' or 'jax'")
 
 
