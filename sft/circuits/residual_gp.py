@@ -82,11 +82,13 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
+import scipy.linalg
 import scipy.optimize
 
 from ..kernels.activations import get_activation
-from ..conventions import Z_MAX, check_array, check_flag, check_int, check_key, check_real, require_x64
+from ..conventions import Z_MAX, check_array, check_flag, check_int, check_key, check_real, psd_eigh, require_x64
 from .gaussian_equivalence import equivalence_constants
 
 __all__ = ["ResidualGP", "InterpretationDiagnostics", "random_features", "feature_log_marginal_likelihood",
@@ -202,9 +204,9 @@ def _feature_lml(Phi, r, s, noise, xp=jnp):
     """(log p(r), w_hat, chol(B)) for K = s Phi Phi^T + noise I, exact in feature space (module docstring);
     ``xp`` = jax.numpy (traced, differentiable) or numpy (one evaluation, no compilation)."""
     n, m = Phi.shape
-    B = Phi.T @ Phi + (noise / s) * xp.eye(m)
+    B = Phi.T @ Phi + (noise / s) * xp.eye(m)     # positive definite for noise / s > 0: Cholesky
     L = xp.linalg.cholesky(B)
-    w = xp.linalg.solve(B, Phi.T @ r)
+    w = (jax.scipy.linalg if xp is jnp else scipy.linalg).cho_solve((L, True), Phi.T @ r)
     quad = xp.sum((r - Phi @ w) ** 2) / noise + xp.sum(w ** 2) / s
     logdet = (n - m) * xp.log(noise) + m * xp.log(s) + 2 * xp.sum(xp.log(xp.diag(L)))
     return -0.5 * quad - 0.5 * logdet - 0.5 * n * _LOG2PI, w, L
@@ -296,6 +298,7 @@ def default_feature_count(n, d, *, warn=False) -> int:
     (2448, 512)
     """
     n, d = check_int("n", n, 1), check_int("d", d, 1)
+    warn = check_flag("warn", warn)
     n_eff = min(n, (d + 1) * (d + 2) // 2)
     m = int(min(max(512, 16 * n_eff), MAX_FEATURES))
     if warn and m < 16 * n_eff:
@@ -353,8 +356,9 @@ def fit_residual_gp(x, r, *, key=None, activation="relu", n_features=None, kerne
     features = lambda cw, cb: np.asarray(random_features(x, omega, beta, activation=act, input_scale=cw, C_b=cb))
 
     def profile(cw, cb):
-        lam, y2, rest, V, y = _feature_spectrum(features(cw, cb), r)
-        if lam.max() <= 0:
+        Phi = features(cw, cb)
+        lam, y2, rest, V, y = _feature_spectrum(Phi, r)
+        if not np.any(Phi):  # exactly zero features (e.g. relu with every pre-activation < 0)
             raise ValueError(f"the random features of activation={act.name!r} vanish on x at input_scale={cw}, "
                              f"C_b={cb}: choose another activation or scale")
         return _fit_spectrum(lam, y2, rest, n, floor, scale), (lam, V, y)
@@ -398,10 +402,10 @@ def _fit_dense(x, r, kernel, floor, scale):
     n = x.shape[0]
     if K.shape != (n, n) or np.max(np.abs(K - K.T)) > 1e-10 * np.max(np.abs(K)):
         raise ValueError(f"kernel(x, x) has shape {K.shape}: it must be a symmetric ({n}, {n}) matrix")
-    lam, V = np.linalg.eigh(0.5 * (K + K.T))
-    if lam[0] < -1e-10 * lam[-1] or lam[-1] <= 0:
-        raise ValueError(f"kernel(x, x) is not positive semi-definite: eigenvalues in [{lam[0]:.3g}, {lam[-1]:.3g}]")
-    s, noise, lml = _fit_spectrum(np.maximum(lam, 0.0), (V.T @ r) ** 2, 0.0, n, floor, scale)
+    if not np.any(K):
+        raise ValueError("kernel(x, x) is zero: the GP has no signal part")
+    lam, V = psd_eigh("kernel(x, x)", K)     # ValueError unless PSD within 10 n eps max|lambda|
+    s, noise, lml = _fit_spectrum(lam, (V.T @ r) ** 2, 0.0, n, floor, scale)
     _check_fit(lml, noise, floor, scale)
     c = np.linalg.cholesky(s * K + noise * np.eye(n))
     alpha = np.linalg.solve(c.T, np.linalg.solve(c, r))
@@ -424,8 +428,10 @@ def standardized_moments(z):
         raise ValueError(f"z has {M} entries: need at least 8 held-out points for skewness and kurtosis")
     c = z - z.mean()
     m2, m3, m4 = (np.mean(c ** k) for k in (2, 3, 4))
-    if m2 == 0:
-        raise ValueError("z has zero variance: skewness and kurtosis are undefined")
+    tol = (10 * M * np.finfo(np.float64).eps * np.max(np.abs(z))) ** 2  # rounding level of z - mean(z), squared
+    if m2 <= tol:
+        raise ValueError(f"z has zero variance (m2 = {m2:.3g} <= {tol:.3g} = (10 M eps max|z|)^2, the rounding "
+                         "level of z - mean(z)): skewness and kurtosis are undefined")
     g1, g2 = m3 / m2 ** 1.5, m4 / m2 ** 2 - 3
     return float(g1), float(g1 / np.sqrt(6 / M)), float(g2), float(g2 / np.sqrt(24 / M))
 
