@@ -59,6 +59,7 @@ import numbers
 
 import numpy as np
 
+from ..conventions import pd_inverse
 from .feynman import diagrams, evaluate
 
 __all__ = ["coupling_keys", "cumulants_from_couplings", "couplings_from_cumulants",
@@ -93,14 +94,10 @@ def _check_kernel(K):
     scale = np.max(np.abs(k))
     if not np.allclose(k, k.T, rtol=0.0, atol=1e-12 * scale):
         raise ValueError(f"K={K!r} is not allowed: the kernel must be symmetric (to 1e-12 of max|K|)")
-    try:
-        chol = np.linalg.cholesky(k)
-    except np.linalg.LinAlgError:
-        raise ValueError(f"K={K!r} is not allowed: it is not positive definite, so it is no propagator "
-                         "(drop duplicate inputs)") from None
-    inv_chol = np.linalg.solve(chol, np.eye(len(k)))
-    Kinv = inv_chol.T @ inv_chol
-    return k, (Kinv + Kinv.T) / 2
+    try:  # positive definite within psd_eigh's tolerance 10 N eps max|lambda|, then Cholesky
+        return k, pd_inverse("K", k)
+    except ValueError as err:
+        raise ValueError(f"K={K!r} is not allowed: it is no propagator (drop duplicate inputs): {err}") from None
 
 
 def _check_series(series, N: int, order: int, name: str) -> dict:
