@@ -9,7 +9,9 @@ jax.random.key(seed) (learning rate 1 / h_max, h_max the top eigenvalue of J^T J
 
 Sampling: :func:`sft.sim.sample_tlbp` of p_t ∝ exp(-nbeta L_n - gamma |w - w*|^2/2), ``method``
 "mala" (exact; the default in both modes) or "sgld" (full batch), all chains from w*, step
-eps = ``step_fraction`` / (nbeta h_max + gamma) (h_max the top eigenvalue of J^T J / n at w*); LLC by
+eps = ``step_fraction`` / max(nbeta h_max + gamma, gamma sqrt(D/8)) (h_max the top eigenvalue of
+J^T J / n at w*, D the number of parameters: MALA started at the mode of a D-dimensional Gaussian of
+precision gamma accepts with probability ~ exp(-(eps gamma)^2 D / 8), so eps gamma <~ sqrt(8/D)); LLC by
 :func:`sft.sim.llc_from_samples`, 1 sigma between-chain error bars.
 Theory: :func:`sft.sim.ntk_llc` from the empirical NTK Theta = J J^T at w* (solid). For SGLD also the
 same Gaussian with SGLD's step-size bias, :func:`sft.sim.quadratic_llc` with ``step_size`` on
@@ -70,7 +72,7 @@ def llc_point(prob, theta, J, *, n, nbeta, gamma, method, step_fraction, n_chain
               seed):
     """(llc, stderr, rhat, NTK Gaussian, like-for-like Gaussian reference, eps) at one (network, nbeta)."""
     h_max = float(np.linalg.eigvalsh(theta).max()) / n
-    eps = step_fraction / (nbeta * h_max + gamma)
+    eps = step_fraction / max(nbeta * h_max + gamma, gamma * math.sqrt(J.shape[1] / 8))
     r = sample_tlbp(prob.loss, prob.w_star, jax.random.key(seed + 1000), data=prob.data, nbeta=nbeta,
                     gamma=gamma, method=method, step_size=eps, n_chains=n_chains, n_steps=n_steps, burn_in=burn_in,
                     thin=4)

@@ -98,6 +98,9 @@ def test_warnings_divergence_and_basin():
     with pytest.warns(TLBPWarning, match="diverged"):
         sample_tlbp(quartic, jnp.zeros(1), jax.random.key(0), nbeta=100.0, gamma=0.0,
                     step_size=10.0, n_chains=2, n_steps=20)
+    with pytest.warns(TLBPWarning, match="accepted < 5%"):      # MALA from the mode, eps gamma >> sqrt(8/D)
+        sample_tlbp(lambda w: 0.5 * w @ w, jnp.zeros(50), jax.random.key(0), nbeta=1.0, gamma=1.0,
+                    method="mala", step_size=2.0, n_chains=2, n_steps=20)
     well = lambda w: jnp.sum(1 - jnp.exp(-w ** 2))             # a basin of depth 1 per coordinate
     with pytest.warns(TLBPWarning, match="left the basin"):      # gamma = 0: p_t is flat far out
         sample_tlbp(well, jnp.zeros(2), jax.random.key(0), nbeta=3.0, gamma=0.0, step_size=0.5,

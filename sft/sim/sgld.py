@@ -41,7 +41,10 @@ Warnings (:class:`TLBPWarning`) after sampling, with the criteria:
   the fluctuations of one chain's mean and for SGLD's step-size bias), so the chain is not sampling
   the neighbourhood of w* (raise ``gamma`` or lower ``step_size``);
 - not a minimum: some draw has nbeta (L_n(w) - L_n(w*)) < -1, a loss lower than at w* by more than
-  one unit of the temperature t.
+  one unit of the temperature t;
+- stuck (MALA): a chain accepted fewer than 5% of its proposals (reduce ``step_size``; from w*, the
+  mode, MALA accepts with probability ~ exp(-(eps gamma)^2 D / 8) in the gamma-dominated directions,
+  so eps gamma should not exceed ~ sqrt(8/D)).
 SGLD refuses (ValueError) a step size that makes the quadratic approximation at w* diverge:
 eps (nbeta h_max + gamma) >= 4, with h_max the largest |eigenvalue| of the Hessian of L_n at w*
 (30 steps of power iteration with Hessian-vector products).
@@ -344,6 +347,10 @@ def sample_tlbp(loss, w_star, key, *, gamma, step_size, n_chains, n_steps, data=
         samples = res.samples[..., 1:].reshape(res.samples.shape[:2] + shape)
     trace = np.asarray(trace, dtype=np.float64)
     _warn(trace, loss_star, nbeta, D, eps)
+    if rate is not None and np.any(rate < 0.05):
+        warnings.warn(f"MALA chains {np.flatnonzero(rate < 0.05).tolist()} accepted < 5% of proposals "
+                      f"(min {rate.min():.3g}): step_size={eps!r} is too large (keep step_size * gamma "
+                      f"below ~ sqrt(8/D) = {math.sqrt(8 / D):.3g})", TLBPWarning, stacklevel=2)
     return TLBPResult(trace, loss_star, nbeta, gamma, D, method, eps, rate,
                       None if user_record is None else samples)
 
