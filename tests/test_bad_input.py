@@ -177,7 +177,9 @@ import sympy as sp  # noqa: E402
 from sft.circuits import gaussian_equivalence as ge, impurity as im, planted as pl  # noqa: E402
 from sft.circuits import residual_gp as rg, sparse_synapses as ss  # noqa: E402
 from sft.conventions import check_array, check_flag, check_int, check_key, check_real  # noqa: E402
-from sft.finite import vertex as vx  # noqa: E402
+from sft.finite import deep_linear as dl, vertex as vx  # noqa: E402
+from sft.gaussian import expectations as gx  # noqa: E402
+from sft.kernels import get_activation  # noqa: E402
 from sft.sim import estimators as est, sampling as smp  # noqa: E402
 from sft.symbolic import cumulants as cu, edgeworth as ed, feynman as fe, wick as wi  # noqa: E402
 
@@ -228,7 +230,12 @@ def test_t_matrix_rejects_nan():
     lambda: rg.fit_residual_gp(X, Y, key=KEY, n_features=4, learn_input="no"),
     lambda: vx.multi_input(X[:2], depth=1, activation="relu", C_W=2.0, C_b=0.0, kernel_shift="no"),
     lambda: fe.draw(fe.diagrams(2, 1)[0], None, title="no"),
-], ids=["learn_input", "kernel_shift", "title"])
+    lambda: rg.default_feature_count(100, 3, warn="no"),
+    lambda: gx.pair_and_diag_expectations(get_activation("tanh"), np.ones(1), np.ones(1), np.full((1, 1), 0.3),
+                                          symmetric="no"),
+    lambda: gx.mehler_expectations(*(gx.hermite_coefficients(get_activation("tanh"), np.ones(1)),) * 2,
+                                   np.full((1, 1), 0.3), symmetric="no"),
+], ids=["learn_input", "kernel_shift", "title", "warn", "symmetric-pair_and_diag", "symmetric-mehler"])
 def test_flags_must_be_bool(call):
     with pytest.raises(ValueError, match=r"='no' is not allowed: \w+ is a flag, give True or False"):
         call()
@@ -239,6 +246,29 @@ def test_check_flag_accepts_only_bools():
     for bad in ("no", "False", 0, 1, None, 1.0):
         with pytest.raises(ValueError, match=f"f={bad!r} is not allowed"):
             check_flag("f", bad)
+
+
+@pytest.mark.parametrize("bad", ["1", None, 1j, np.array([1.0, 2.0]), True], ids=repr)
+def test_deep_linear_slopes_must_be_real_numbers(bad):
+    for arg in ("a_plus", "a_minus"):
+        with pytest.raises(ValueError, match=rf"{arg}=.* is not allowed: {arg} must be a finite real number"):
+            dl.excess_kurtosis([4, 8], **{arg: bad})
+    assert dl.scale_invariant_nu(np.float32(1.0), 0) == 5.0          # numpy scalars are numbers (ReLU: nu = 5)
+    with pytest.raises(ValueError, match=r"a_plus=0, a_minus=0\) are not allowed: not both 0"):
+        dl.scale_invariant_nu(0.0, 0)
+
+
+def test_neuron_excess_kurtosis_rejects_a_boolean_width():
+    with pytest.raises(ValueError, match=r"n_prev=True is not allowed: widths are integers >= 1 \(not booleans\)"):
+        vx.neuron_excess_kurtosis(1.0, 1.0, True)
+    assert vx.neuron_excess_kurtosis(1.0, 2.0, 3) == pytest.approx(0.25, rel=1e-15)   # 3 V / (n K^2)
+
+
+def test_perfect_matchings_checks_its_argument_at_call_time():
+    with pytest.raises(ValueError, match=r"items=3 is not allowed: give a sequence"):
+        wi.perfect_matchings(3)                                    # raises before any iteration
+    assert len(list(wi.perfect_matchings(range(6)))) == 15         # 5!! pairings
+    assert list(wi.perfect_matchings("abc")) == []                 # odd: none
 
 
 def test_negative_theta_is_rejected_by_the_outlier_simulators():
@@ -450,6 +480,11 @@ SWEEP = [
     (vx.gaussian_rule, dict(K=1.0, n_nodes=20), 2),
     (vx.nu_scale_invariant, dict(a_plus=1.0, a_minus=0.5), 2),
     (vx.width_ratios, dict(widths=[4, 8], depth=2), 2),
+    (dl.output_moment, dict(order=2, K1=1.0, widths=[3, 4], C_W=1.0), 1),
+    (dl.scale_invariant_nu, dict(a_plus=1.0, a_minus=0.5), 2),
+    (dl.metric_relative_variance, dict(widths=[4, 8], a_plus=1.0, a_minus=0.5), 1),
+    (dl.sample_outputs, dict(rng=np.random.default_rng(0), n_samples=4, K1=1.0, widths=[3, 4], C_W=1.0), 2),
+    (rg.default_feature_count, dict(n=100, d=3, warn=False), 2),
 ]
 
 

@@ -28,17 +28,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..conventions import check_widths, layer_constants
+from ..conventions import check_real, check_widths, layer_constants
 
 __all__ = ["output_moment", "metric_relative_variance", "excess_kurtosis", "first_order_excess_kurtosis",
            "scale_invariant_nu", "sample_outputs"]
 
 
 def _check_K1(K1) -> float:
-    K1 = np.asarray(K1, dtype=np.float64)
-    if K1.ndim != 0 or not np.isfinite(K1) or K1 <= 0:
-        raise ValueError(f"K1={K1!r} is not allowed: the first-layer kernel must be a finite scalar > 0")
-    return float(K1)
+    return check_real("K1", K1, minimum=0, strict=True)   # the first-layer kernel, a finite real > 0
 
 
 def _readout_gain(widths, C_W) -> float:
@@ -75,11 +72,15 @@ def scale_invariant_nu(a_plus=1.0, a_minus=1.0) -> float:
     >>> scale_invariant_nu(1.0, 0.0)   # ReLU
     5.0
     """
+    a_plus, a_minus = check_real("a_plus", a_plus), check_real("a_minus", a_minus)
+    if a_plus == 0 and a_minus == 0:
+        raise ValueError("slopes (a_plus=0, a_minus=0) are not allowed: not both 0 (the network output is 0)")
     a2 = 0.5 * (a_plus ** 2 + a_minus ** 2)
-    a4 = 0.5 * (a_plus ** 4 + a_minus ** 4)
-    if not (np.isfinite(a2) and np.isfinite(a4)) or a2 <= 0:
-        raise ValueError(f"slopes (a_plus={a_plus!r}, a_minus={a_minus!r}) are not allowed: finite, not both 0")
-    return 3.0 * a4 / a2 ** 2 - 1.0
+    nu = 3.0 * 0.5 * (a_plus ** 4 + a_minus ** 4) / a2 ** 2 - 1.0
+    if not np.isfinite(nu):
+        raise ValueError(f"slopes (a_plus={a_plus!r}, a_minus={a_minus!r}) are not allowed: a_k^4 over- or "
+                         "underflows float64; rescale them (nu depends only on a_minus / a_plus)")
+    return nu
 
 
 def metric_relative_variance(widths, *, a_plus=1.0, a_minus=1.0) -> float:

@@ -409,8 +409,8 @@ def neuron_excess_kurtosis(V, K, n_prev):
 
     V, K: finite, K > 0; n_prev >= 1 (scalars or broadcastable arrays)."""
     V, K, n = check_array("V", V), check_array("K", K), check_array("n_prev", n_prev)
-    if np.any(n < 1) or np.any(n != np.round(n)):
-        raise ValueError(f"n_prev={n_prev!r} is not allowed: widths are integers >= 1")
+    if np.asarray(n_prev).dtype.kind == "b" or np.any(n < 1) or np.any(n != np.round(n)):
+        raise ValueError(f"n_prev={n_prev!r} is not allowed: widths are integers >= 1 (not booleans)")
     if np.any(K <= 0):
         raise ValueError(f"K={K!r} is not allowed: the kernel must be > 0")
     return 3.0 * V / (n * K ** 2)

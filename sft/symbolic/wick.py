@@ -58,7 +58,15 @@ def perfect_matchings(items: Sequence) -> Iterator[tuple[tuple, ...]]:
     >>> list(perfect_matchings("abcd"))
     [(('a', 'b'), ('c', 'd')), (('a', 'c'), ('b', 'd')), (('a', 'd'), ('b', 'c'))]
     """
-    items = tuple(items)
+    try:  # checked now, not when the generator is first iterated
+        items = tuple(items)
+    except TypeError:
+        raise ValueError(f"items={items!r} is not allowed: give a sequence of the items to pair (a list, "
+                         "tuple or string)") from None
+    return _matchings(items)
+
+
+def _matchings(items: tuple) -> Iterator[tuple[tuple, ...]]:
     if len(items) % 2:
         return
     if not items:
@@ -66,7 +74,7 @@ def perfect_matchings(items: Sequence) -> Iterator[tuple[tuple, ...]]:
         return
     first, rest = items[0], items[1:]
     for k, partner in enumerate(rest):
-        for sub in perfect_matchings(rest[:k] + rest[k + 1:]):
+        for sub in _matchings(rest[:k] + rest[k + 1:]):
             yield ((first, partner),) + sub
 
 
