@@ -1,0 +1,171 @@
+"""Generated perturbative posterior (sft.predict.perturbative_posterior): O(1/n) against the hand derivation
+of sft.predict.posterior_correction, O(1/n^2) against exact Bayes for Gaussian scale-mixture priors."""
+import itertools
+
+import numpy as np
+import pytest
+
+import sft.predict.perturbative_posterior as pp
+from sft.predict.perturbative_posterior import perturbative_posterior, posterior_series, posterior_series_latex
+from sft.predict.posterior_correction import (kernel_shift_correction, posterior_cov_correction,
+                                              posterior_mean_correction)
+
+
+def _symmetrize(T):
+    perms = list(itertools.permutations(range(T.ndim)))
+    return sum(np.transpose(T, p) for p in perms) / len(perms)
+
+
+def _random_case(seed, N=6, P=4):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(N, N))
+    K = A @ A.T / N + 0.1 * np.eye(N)
+    B = rng.normal(size=(N, N))
+    perm = rng.permutation(N)
+    return (rng, K, B + B.T, _symmetrize(rng.normal(size=(N,) * 4)), rng.normal(size=P),
+            np.sort(perm[:P]), np.sort(perm[P:]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_first_order_equals_hand_derivation(seed):
+    """(a) O(1/n) mean and covariance == posterior_correction (independent derivation) to 1e-10."""
+    rng, K, dK, U, y, train, test = _random_case(seed)
+    noise = [0.3, 0.05, 1.0][seed]
+    p = perturbative_posterior(K, y, train=train, test=test, noise=noise, n=1.0, order=1, dK=[dK], kappa4=[U])
+    dm, dc = kernel_shift_correction(K, dK, y, train=train, test=test, noise=noise)
+    m = posterior_mean_correction(K, U, y, train=train, test=test, noise=noise) + dm
+    c = posterior_cov_correction(K, U, y, train=train, test=test, noise=noise) + dc
+    assert np.max(np.abs(p.mean[1] - m)) <= 1e-10 * np.max(np.abs(m)), (p.mean[1], m)
+    assert np.max(np.abs(p.cov[1] - c)) <= 1e-10 * np.max(np.abs(c)), (p.cov[1], c)
+
+
+def _pairings_sum(K, r):
+    """sum over the (r-1)!! pairings of r slots of prod K (fully symmetric tensor (N,)*r)."""
+    letters = "abcdef"[:r]
+    out = 0
+    from sft.symbolic.wick import perfect_matchings
+    for pm in perfect_matchings(letters):
+        out = out + np.einsum(",".join(a + b for a, b in pm) + "->" + letters, *[K] * (r // 2))
+    return out
+
+
+def _mixture_prior(K, c, d1, d2):
+    """Cumulant coefficients of f = sqrt(s) g, g ~ N(0, K), s = mu Gamma(alpha = n/c, scale 1/alpha),
+    mu = 1 + d1/n + d2/n^2: cumulants of s are mu^r kappa_r(Gamma) = mu^r (r-1)! (c/n)^(r-1), and
+    log E exp(s t.K.t/2) = sum_r kappa_r(s) (t.K.t/2)^r / r! gives kappa_{2r}(f) = kappa_r(s) x (pairings of K).
+    To O(1/n^2): kernel K + d1 K/n + d2 K/n^2, kappa_4 = c (1 + 2 d1/n) P4 / n, kappa_6 = 2 c^2 P6 / n^2."""
+    P4, P6 = _pairings_sum(K, 4), _pairings_sum(K, 6)
+    return dict(dK=[d1 * K, d2 * K], kappa4=[c * P4, 2 * c * d1 * P4], kappa6=2 * c ** 2 * P6)
+
+
+def _mixture_exact(K, y, train, test, noise, n, c, d1, d2, nodes=801):
+    """Exact posterior mean (M,) and covariance (M, M): trapezoid rule in u = log s over +-20 standard
+    deviations (the integrand is analytic and decays like exp(-alpha e^u): exponential convergence)."""
+    alpha = n / c
+    mu = 1 + d1 / n + d2 / n ** 2
+    u = np.log(mu) + np.linspace(-20, 20, nodes) / np.sqrt(alpha)
+    s = np.exp(u)
+    logw = alpha * u - alpha * s / mu                      # Gamma(alpha, mu / alpha) density in u = log s
+    Ktt, Kst, Kss = K[np.ix_(train, train)], K[np.ix_(test, train)], K[np.ix_(test, test)]
+    lw, ms, cs = [], [], []
+    for si, lwi in zip(s, logw):
+        A = si * Ktt + noise * np.eye(len(train))
+        L = np.linalg.cholesky(A)
+        z = np.linalg.solve(L, y)
+        lw.append(lwi - 0.5 * z @ z - np.log(np.diag(L)).sum())
+        Ai = np.linalg.solve(A, np.eye(len(train)))
+        ms.append(si * Kst @ Ai @ y)
+        cs.append(si * Kss - si ** 2 * Kst @ Ai @ Kst.T)
+    lw = np.array(lw)
+    pw = np.exp(lw - lw.max())
+    pw /= pw.sum()
+    ms, cs = np.array(ms), np.array(cs)
+    mean = pw @ ms
+    cov = np.einsum("s,smk->mk", pw, cs + np.einsum("sm,sk->smk", ms, ms)) - np.outer(mean, mean)
+    return mean, cov
+
+
+CASES = {  # name: (K builder, c, d1, d2, noise)
+    "chi2_linear_net": (lambda rng: np.outer(*[rng.normal(size=5)] * 2), 2.0, 0.0, 0.0, 0.2),
+    "gamma_shifted": (lambda rng: (lambda A: A @ A.T / 5 + 0.2 * np.eye(5))(rng.normal(size=(5, 5))), 1.5, 0.7, -0.4, 0.3),
+}
+
+
+def _errors(case, widths, mutate=None):
+    """max |series - exact| of mean and covariance at orders 0, 1, 2 for each width: (len(widths), 3)."""
+    build, c, d1, d2, noise = CASES[case]
+    rng = np.random.default_rng(7)
+    K = build(rng)
+    train, test = np.array([0, 2, 3]), np.array([1, 4])
+    y = np.array([0.9, -0.4, 0.6])
+    prior = _mixture_prior(K, c, d1, d2)
+    if mutate is not None:
+        prior = mutate(prior)
+    out = []
+    for n in widths:
+        p = perturbative_posterior(K, y, train=train, test=test, noise=noise, n=n, order=2, **prior)
+        mean, cov = _mixture_exact(K, y, train, test, noise, n, c, d1, d2)
+        out.append([max(np.abs(p.mean[:j + 1].sum(0) - mean).max(), np.abs(p.cov[:j + 1].sum(0) - cov).max())
+                    for j in range(3)])
+    return np.array(out)
+
+
+WIDTHS = np.array([40.0, 80.0, 160.0, 320.0])
+
+
+def _slope(err):
+    return np.polyfit(np.log(WIDTHS), np.log(err), 1)[0]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_second_order_scale_mixture_residual_falls_as_n_cubed(case):
+    """(b) exact Bayes for a scale mixture: the order-j error falls as n^-(j+1); at order 2 as n^-3."""
+    err = _errors(case, WIDTHS)
+    slopes = [_slope(err[:, j]) for j in range(3)]
+    for j in (1, 2):
+        assert abs(slopes[j] + (j + 1)) < 0.25, (case, slopes, err)
+    assert np.all(err[:, 2] < err[:, 1]), err
+
+
+def test_a_wrong_sign_or_a_dropped_term_fails():
+    """The n^-3 check discriminates: flipping the sign of kappa_6, or dropping one generated O(1/n^2)
+    covariance term, leaves an n^-2 residual."""
+    flipped = _errors("gamma_shifted", WIDTHS, mutate=lambda p: dict(p, kappa6=-p["kappa6"]))
+    assert abs(_slope(flipped[:, 2]) + 2) < 0.25, flipped
+    series = posterior_series(2)
+    dropped = dict(series)
+    dropped[(2, 2)] = series[(2, 2)][1:]
+    orig = pp.posterior_series
+    pp.posterior_series = lambda order: dropped
+    try:
+        err = _errors("gamma_shifted", WIDTHS)
+    finally:
+        pp.posterior_series = orig
+    assert abs(_slope(err[:, 2]) + 2) < 0.25, err
+
+
+def test_series_structure_and_latex():
+    """Term counts of the generated series and its LaTeX."""
+    s = posterior_series(2)
+    assert {k: len(v) for k, v in s.items()} == {(1, 1): 3, (1, 2): 3, (1, 4): 1, (2, 1): 49, (2, 2): 62, (2, 4): 36}
+    assert posterior_series(0) == {}
+    assert r"S_{m" in posterior_series_latex(2, 1)
+
+
+def test_bad_input():
+    _, K, dK, U, y, train, test = _random_case(0)
+    kw = dict(train=train, test=test, noise=0.3, n=10.0)
+    with pytest.raises(ValueError, match="order=3"):
+        perturbative_posterior(K, y, order=3, **kw)
+    with pytest.raises(ValueError, match="kappa6"):
+        perturbative_posterior(K, y, order=2, dK=[dK, dK], kappa4=[U, U], **kw)
+    bad = U.copy()
+    bad[0, 1, 2, 3] += 1.0
+    with pytest.raises(ValueError, match=r"kappa4\[0\] is not symmetric"):
+        perturbative_posterior(K, y, order=1, dK=[dK], kappa4=[bad], **kw)
+    with pytest.raises(ValueError, match=r"kappa4\[0\] has shape"):
+        perturbative_posterior(K, y, order=1, dK=[dK], kappa4=[U[:3, :3, :3, :3]], **kw)
+    with pytest.raises(ValueError, match="NaN"):
+        perturbative_posterior(K, y, order=1, dK=[dK * np.nan], kappa4=[U], **kw)
+    with pytest.raises(ValueError, match="n = -1"):
+        perturbative_posterior(K, y, order=1, dK=[dK], kappa4=[U], **dict(kw, n=-1.0))
