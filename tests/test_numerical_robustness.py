@@ -21,7 +21,14 @@ import sft.circuits.impurity as im
 import sft.circuits.sparse_synapses as ss
 import sft.conventions as cv
 import sft.sim.networks as nw
-from sft.finite import gaussian_rule, multi_input
+import sft.gaussian.expectations as gx
+from sft.circuits import residual_gp as rg
+from sft.finite import gaussian_moment_derivatives, gaussian_rule, multi_input, neuron_cumulants, \
+    one_hidden_layer_cumulants, second_order_multi_input, second_order_single_input
+from sft.kernels import get_activation
+from sft.predict.hyperparameters import log_marginal_likelihood
+from sft.sim import estimate_llc, sample_metrics
+from sft.symbolic import cumulants_from_couplings, to_numeric
 from sft.predict import gd_mean_correction, gd_stability_limit, gibbs_sample, gp_posterior, \
     kernel_shift_correction, ntk_flow, ntk_gradient_descent, posterior_cov_correction, \
     posterior_mean_correction, saddle_point
@@ -293,7 +300,45 @@ def test_huge_symbolic_and_quadrature_requests_are_refused_with_the_estimate():
 
 
 # ---------------------------------------------------------------------------------- float64
+def _mehler():
+    """mehler_expectations on Hermite coefficients computed while x64 was on."""
+    with jax.enable_x64(True):
+        coef = gx.hermite_coefficients(get_activation("tanh"), np.ones(1))
+    return gx.mehler_expectations(coef, coef, np.full((1, 1), 0.3))
+
+
+def _after_to_numeric():
+    """A to_numeric(backend='jax') function made while x64 was on, called after it was switched off."""
+    with jax.enable_x64(True):
+        f = to_numeric(sympy.Symbol("x") ** 2, sympy.Symbol("x"), backend="jax")
+    return f(1.0)
+
+
+_Q = np.ones(1)
 X64_ENTRY_POINTS = {
+    "gaussian_expectation": lambda: gx.gaussian_expectation(jnp.tanh, 1.0),
+    "diag_expectations": lambda: gx.diag_expectations(get_activation("tanh"), _Q),
+    "hermite_coefficients": lambda: gx.hermite_coefficients(get_activation("tanh"), _Q),
+    "mehler_expectations": _mehler,
+    "pair_and_diag_expectations": lambda: gx.pair_and_diag_expectations(get_activation("tanh"), _Q, _Q,
+                                                                        np.full((1, 1), 0.3)),
+    "to_numeric(jax)": lambda: to_numeric(sympy.Symbol("x") ** 2, sympy.Symbol("x"), backend="jax"),
+    "to_numeric(jax) function": _after_to_numeric,
+    "gaussian_moment_derivatives": lambda: gaussian_moment_derivatives(1.0, activation="tanh"),
+    "second_order_single_input": lambda: second_order_single_input(1.0, depth=1, activation="tanh", C_W=1.0,
+                                                                   C_b=0.0),
+    "second_order_multi_input": lambda: second_order_multi_input(np.eye(2), depth=1, activation="tanh", C_W=1.0,
+                                                                 C_b=0.0),
+    "neuron_cumulants": lambda: neuron_cumulants(np.eye(2), 4, activation="tanh", C_W=1.0, C_b=0.0),
+    "one_hidden_layer_cumulants": lambda: one_hidden_layer_cumulants(np.eye(2), 4, width=3, activation="tanh",
+                                                                     C_W=1.0, C_b=0.0),
+    "sample_metrics": lambda: sample_metrics(np.random.default_rng(0), 1.0, widths=[3], activation="tanh",
+                                             C_W=1.0, C_b=0.0, n_networks=2),
+    "estimate_llc": lambda: estimate_llc(lambda w: 0.5 * w @ w, np.zeros(2), jax.random.key(0), gamma=1.0,
+                                         step_size=0.01, n_chains=1, n_steps=2, nbeta=10.0),
+    "log_marginal_likelihood": lambda: log_marginal_likelihood(np.eye(2), np.ones(2), depth=1, activation="tanh",
+                                                               C_W=1.0, C_b=0.0, noise=0.1),
+
     "layer_kernels": lambda: nw.layer_kernels(jax.random.key(0), np.ones((2, 2)), n_ensemble=2, widths=[3],
                                               activation="tanh", C_W=1.5, C_b=0.1),
     "init_params": lambda: nw.init_params(jax.random.key(0), n_ensemble=2, in_dim=2, widths=[3]),
