@@ -382,3 +382,83 @@ def test_sft_no_x64_opt_out_leaves_the_flag_and_entry_points_then_raise():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["raised:", "True", "context:", "ok"]
+
+
+# ------------------------------------- issue-10 leftovers: residual GP, sample_metrics, effective action
+@pytest.mark.parametrize("case", CASES)
+def test_residual_gp_user_kernel_singular_psd_plus_minus_eps_fits_and_matches_dense_lu(case):
+    """A rank-2 user kernel perturbed by +- eps is PSD within psd_eigh's tolerance: the fit works and its
+    log p(r) equals the dense LU / slogdet form at the fitted amplitude and noise."""
+    K = PERTURBED[case]
+    r = np.linspace(-1, 1, 6) + 0.1 * RNG.normal(size=6)
+    fit = rg.fit_residual_gp(X_TR, r, kernel=lambda a, b: K, noise_floor=0.01)
+    A = fit.amplitude * K + fit.noise * np.eye(6)
+    ref = -0.5 * r @ np.linalg.solve(A, r) - 0.5 * np.linalg.slogdet(A)[1] - 3 * np.log(2 * np.pi)
+    assert fit.noise >= 0.01 and abs(fit.log_marginal_likelihood - ref) < 1e-12 * max(1.0, abs(ref))
+
+
+def test_residual_gp_user_kernel_not_psd_names_the_tolerance():
+    bad = GRAM - 1e-6 * np.linalg.norm(GRAM, 2) * np.eye(6)
+    with pytest.raises(ValueError, match=r"kernel\(x, x\) is not positive semi-definite: .* < -tol = "):
+        rg.fit_residual_gp(X_TR, np.ones(6), kernel=lambda a, b: bad, noise_floor=0.01)
+
+
+def test_feature_log_marginal_likelihood_cholesky_matches_dense_lu_and_jax():
+    """Woodbury form by Cholesky (numpy and traced JAX paths) against log N(r; 0, s Phi Phi^T + noise I)
+    by LU, for rank-deficient features (duplicated columns, m > n)."""
+    Phi = np.repeat(RNG.normal(size=(5, 4)), 2, axis=1)           # (5, 8), rank 4
+    r, s, noise = RNG.normal(size=5), 0.7, 0.2
+    A = s * Phi @ Phi.T + noise * np.eye(5)
+    ref = -0.5 * r @ np.linalg.solve(A, r) - 0.5 * np.linalg.slogdet(A)[1] - 2.5 * np.log(2 * np.pi)
+    val = rg.feature_log_marginal_likelihood(Phi, r, amplitude=s, noise=noise)
+    traced = float(jax.jit(lambda p: rg._feature_lml(p, r, s, noise, jnp)[0])(Phi))
+    assert abs(val - ref) < 1e-12 * abs(ref) and abs(traced - ref) < 1e-12 * abs(ref)
+
+
+def test_standardized_moments_constant_data_with_rounding_raises():
+    """np.full(12, 0.1) - its mean is not exactly 0 (m2 = 1.9e-34): an exact-zero test let it through."""
+    z = np.full(12, 0.1)
+    assert np.mean((z - z.mean()) ** 2) > 0                       # the case is real on this machine
+    with pytest.raises(ValueError, match=r"z has zero variance \(m2 = .* <= .* = \(10 M eps max\|z\|\)\^2"):
+        rg.standardized_moments(z)
+
+
+GRAM3 = _perturbed(X_TR[:3] @ X_TR[:3].T)                         # 3 inputs in 2 dimensions: rank 2
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_sample_metrics_singular_k1_plus_minus_eps_against_the_exact_mean(case):
+    """Linear activation, C_b = 0: E[G^(2)] = C_W K1 exactly; the sample mean over S = 2000 networks
+    (float64, seed 0) within Z_MAX error bars entrywise, from a singular K1 perturbed by +- eps."""
+    K1 = GRAM3[case]
+    G = sample_metrics(np.random.default_rng(0), K1, widths=[4], activation="linear", C_W=1.5, C_b=0.0,
+                       n_networks=2000)[:, 1]
+    z = (G.mean(0) - 1.5 * K1) / (G.std(0, ddof=1) / np.sqrt(len(G)))
+    assert np.max(np.abs(z)) < cv.Z_MAX
+
+
+def test_sample_metrics_rejects_a_k1_that_is_not_psd_within_tolerance():
+    K1 = GRAM3["exact"] - 1e-6 * np.linalg.norm(GRAM3["exact"], 2) * np.eye(3)
+    with pytest.raises(ValueError, match=r"K1 is not positive semi-definite: .* < -tol = "):
+        sample_metrics(np.random.default_rng(0), K1, widths=[4], activation="linear", C_W=1.0, C_b=0.0,
+                       n_networks=2)
+    with pytest.raises(ValueError, match=r"(?s)K1=.* is not allowed: it must be nonzero"):
+        sample_metrics(np.random.default_rng(0), np.zeros((2, 2)), widths=[4], activation="linear", C_W=1.0,
+                       C_b=0.0, n_networks=2)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_effective_action_rejects_a_singular_propagator_with_the_tolerance(case):
+    g4 = np.ones((3,) * 4)
+    with pytest.raises(ValueError, match=r"(?s)K=.* is not allowed: it is no propagator .*K is not positive "
+                                         r"definite: .* <= tol = "):
+        cumulants_from_couplings(GRAM3[case], {(4, 1): g4}, order=1)
+
+
+def test_effective_action_tree_level_four_point_against_einsum():
+    """k4[1] = -g4[1] contracted with K on every leg (tree level; module docstring) at a PD K."""
+    K = GRAM3["exact"] + 0.5 * np.eye(3)
+    g4 = sum(np.einsum("a,b,c,d->abcd", v, v, v, v) for v in RNG.normal(size=(3, 3)))   # symmetric
+    k4 = cumulants_from_couplings(K, {(4, 1): g4}, order=1)[(4, 1)]
+    ref = -np.einsum("abcd,ai,bj,ck,dl->ijkl", g4, K, K, K, K)
+    assert np.max(np.abs(k4 - ref)) < 1e-12 * np.max(np.abs(ref))
