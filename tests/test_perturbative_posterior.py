@@ -81,8 +81,11 @@ def _mixture_exact(K, y, train, test, noise, n, c, d1, d2, nodes=801):
     pw /= pw.sum()
     ms, cs = np.array(ms), np.array(cs)
     mean = pw @ ms
-    cov = np.einsum("s,smk->mk", pw, cs + np.einsum("sm,sk->smk", ms, ms)) - np.outer(mean, mean)
-    return mean, cov
+    d = ms - mean                                          # mixture of N(m_s, C_s): central moments
+    cov = np.einsum("s,smk->mk", pw, cs + np.einsum("sm,sk->smk", d, d))
+    mu4 = np.einsum("s,sa,sb,sc,sd->abcd", pw, d, d, d, d) + _symmetrize(
+        6 * np.einsum("s,sab,sc,sd->abcd", pw, cs, d, d) + 3 * np.einsum("s,sab,scd->abcd", pw, cs, cs))
+    return mean, cov, mu4 - 3 * _symmetrize(np.einsum("ab,cd->abcd", cov, cov))
 
 
 CASES = {  # name: (K builder, c, d1, d2, noise)
@@ -92,7 +95,8 @@ CASES = {  # name: (K builder, c, d1, d2, noise)
 
 
 def _errors(case, widths, mutate=None):
-    """max |series - exact| of mean and covariance at orders 0, 1, 2 for each width: (len(widths), 3)."""
+    """max |series - exact| of the mean, covariance and connected four-point function (axis 1) at orders
+    0, 1, 2 (axis 2) for each width (axis 0)."""
     build, c, d1, d2, noise = CASES[case]
     rng = np.random.default_rng(7)
     K = build(rng)
@@ -103,10 +107,10 @@ def _errors(case, widths, mutate=None):
         prior = mutate(prior)
     out = []
     for n in widths:
-        p = perturbative_posterior(K, y, train=train, test=test, noise=noise, n=n, order=2, **prior)
-        mean, cov = _mixture_exact(K, y, train, test, noise, n, c, d1, d2)
-        out.append([max(np.abs(p.mean[:j + 1].sum(0) - mean).max(), np.abs(p.cov[:j + 1].sum(0) - cov).max())
-                    for j in range(3)])
+        p = perturbative_posterior(K, y, train=train, test=test, noise=noise, n=n, order=2, four_point=True,
+                                   **prior)
+        exact = _mixture_exact(K, y, train, test, noise, n, c, d1, d2)
+        out.append([[np.abs(series[:j + 1].sum(0) - ex).max() for j in range(3)] for series, ex in zip(p, exact)])
     return np.array(out)
 
 
@@ -121,17 +125,18 @@ def _slope(err):
 def test_second_order_scale_mixture_residual_falls_as_n_cubed(case):
     """(b) exact Bayes for a scale mixture: the order-j error falls as n^-(j+1); at order 2 as n^-3."""
     err = _errors(case, WIDTHS)
-    slopes = [_slope(err[:, j]) for j in range(3)]
-    for j in (1, 2):
-        assert abs(slopes[j] + (j + 1)) < 0.25, (case, slopes, err)
-    assert np.all(err[:, 2] < err[:, 1]), err
+    for q, quantity in enumerate(["mean", "cov", "four_point"]):
+        slopes = [_slope(err[:, q, j]) for j in range(3)]
+        for j in (1, 2):
+            assert abs(slopes[j] + (j + 1)) < 0.25, (case, quantity, slopes, err[:, q])
+        assert np.all(err[:, q, 2] < err[:, q, 1]), (case, quantity, err[:, q])
 
 
 def test_a_wrong_sign_or_a_dropped_term_fails():
     """The n^-3 check discriminates: flipping the sign of kappa_6, or dropping one generated O(1/n^2)
     covariance term, leaves an n^-2 residual."""
     flipped = _errors("gamma_shifted", WIDTHS, mutate=lambda p: dict(p, kappa6=-p["kappa6"]))
-    assert abs(_slope(flipped[:, 2]) + 2) < 0.25, flipped
+    assert abs(_slope(flipped[:, 0, 2]) + 2) < 0.25, flipped
     series = posterior_series(2)
     dropped = dict(series)
     dropped[(2, 2)] = series[(2, 2)][1:]
@@ -141,7 +146,7 @@ def test_a_wrong_sign_or_a_dropped_term_fails():
         err = _errors("gamma_shifted", WIDTHS)
     finally:
         pp.posterior_series = orig
-    assert abs(_slope(err[:, 2]) + 2) < 0.25, err
+    assert abs(_slope(err[:, 1, 2]) + 2) < 0.25, err
 
 
 def test_series_structure_and_latex():
