@@ -174,3 +174,24 @@ def test_bad_input():
         perturbative_posterior(K, y, order=1, dK=[dK * np.nan], kappa4=[U], **kw)
     with pytest.raises(ValueError, match="n = -1"):
         perturbative_posterior(K, y, order=1, dK=[dK], kappa4=[U], **dict(kw, n=-1.0))
+
+
+def test_kernel_shift_only_is_the_shifted_gaussian_process():
+    """Only kernel shifts (kappa_4 = kappa_6 = 0): the exact posterior is the GP of K + dK1/n + dK2/n^2 with
+    arbitrary symmetric dK's; the order-2 series leaves an n^-3 residual and no four-point function."""
+    rng, K, dK1, _, y, train, test = _random_case(3)
+    dK2 = 0.5 * dK1 @ dK1
+    zero4, zero6 = np.zeros((6,) * 4), np.zeros((6,) * 6)
+    err = []
+    for n in WIDTHS:
+        p = perturbative_posterior(K, y, train=train, test=test, noise=0.4, n=n, order=2, dK=[dK1, dK2],
+                                   kappa4=[zero4, zero4], kappa6=zero6, four_point=True)
+        Kn = K + dK1 / n + dK2 / n ** 2
+        A = Kn[np.ix_(train, train)] + 0.4 * np.eye(train.size)
+        mean = Kn[np.ix_(test, train)] @ np.linalg.solve(A, y)
+        cov = Kn[np.ix_(test, test)] - Kn[np.ix_(test, train)] @ np.linalg.solve(A, Kn[np.ix_(train, test)])
+        err.append([np.abs(p.mean.sum(0) - mean).max(), np.abs(p.cov.sum(0) - cov).max()])
+        assert np.abs(p.four_point).max() <= 1e-12 * np.abs(cov).max() ** 2, p.four_point
+    err = np.array(err)
+    for q in range(2):
+        assert abs(_slope(err[:, q]) + 3) < 0.25, err
