@@ -71,20 +71,26 @@ def test_traced_gp_posterior_and_ntk_flow_equal_the_plain_calls_and_differentiat
         return T, Tc, K, Kc, nngp(XT, depth=2, activation="erf", C_W=cw, C_b=0.1)
 
     @jax.jit
-    def traced(cw, t):  # one compilation: posterior, flow, and the flow mean's C_W-derivative (forward mode)
-        slope = jax.jvp(lambda c: ntk_flow(*blocks(c), Y, t=t).mean.sum(), (cw,), (jnp.ones_like(cw),))[1]
-        return gp_posterior(*blocks(cw)[2:], Y, noise=0.1), ntk_flow(*blocks(cw), Y, t=t), slope
+    def traced(cw, t):  # one compilation: posterior, flow, and the flow's C_W-derivative (forward mode)
+        flow, dflow = jax.jvp(lambda c: ntk_flow(*blocks(c), Y, t=t), (cw,), (jnp.ones_like(cw),))
+        return gp_posterior(*blocks(cw)[2:], Y, noise=0.1), flow, dflow
 
     for t in (0.3, 5.0):
-        post, flow, slope = traced(1.5, t)
+        post, flow, dflow = traced(1.5, t)
         for plain, tr in zip((gp_posterior(*blocks(1.5)[2:], Y, noise=0.1), ntk_flow(*blocks(1.5), Y, t=t)),
                              (post, flow)):
             for a, b in zip(plain, tr):
                 np.testing.assert_allclose(b, a, rtol=1e-11, atol=1e-13)
+        slope = dflow.mean.sum()
         f, h = (lambda cw: ntk_flow(*blocks(cw), Y, t=t).mean.sum()), 1e-5
         assert abs(slope - (f(1.5 + h) - f(1.5 - h)) / (2 * h)) < 1e-7 * abs(slope), (t, slope)
-    eye = np.eye(2)
-    dL = jax.grad(lambda s2: gp_posterior(eye, eye, eye, np.ones(2), noise=s2).log_marginal_likelihood)(0.5)
+    eye = np.eye(2)  # degenerate eigenvalues: mean = (1 - e^{-c t}) y for Theta = c I, d/dc = t e^{-c t} y
+    dm, dL = jax.jit(lambda c, t, s2: (
+        jax.grad(lambda c, t: ntk_flow(c * eye, c * eye, eye, eye, eye, np.ones(2), t=t).mean.sum(),
+                 argnums=(0, 1))(c, t),
+        jax.grad(lambda s2: gp_posterior(eye, eye, eye, np.ones(2), noise=s2).log_marginal_likelihood)(s2)))(
+        1.0, 1.0, 0.5)
+    np.testing.assert_allclose(dm, [2 * np.exp(-1.0)] * 2, rtol=1e-12)
     assert abs(dL - (2 / (2 * 1.5 ** 2) - 2 / (2 * 1.5))) < 1e-14
 
 

@@ -34,7 +34,7 @@ def _fd(f, p, h_rel=1e-5):
     return (f(p + h) - f(p - h)) / (2 * h)
 
 
-@pytest.mark.parametrize("act", ["relu", "sin", "tanh"])
+@pytest.mark.parametrize("act", ["relu", "tanh"])
 def test_grad_in_hyperparameters_matches_finite_differences(act):
     """d(sum NTK)/dC_W (scalar) and d(sum NTK)/dC_b (per-layer array) vs central differences."""
     def f(cw, cb):
@@ -82,7 +82,7 @@ def test_jit_and_vmap_equal_the_plain_call():
         np.testing.assert_allclose(j, p, rtol=1e-13, atol=1e-14 * np.abs(p).max())
         np.testing.assert_array_equal(j, np.swapaxes(j, 1, 2))
     cws = np.array([1.0, 1.5, 2.0])
-    batched = jax.vmap(lambda cw: nngp(X, activation="erf", C_W=cw, **KW))(cws)
+    batched = jax.jit(jax.vmap(lambda cw: nngp(X, activation="erf", C_W=cw, **KW)))(cws)
     loop = np.stack([nngp(X, activation="erf", C_W=cw, **KW) for cw in cws])
     np.testing.assert_allclose(batched, loop, rtol=1e-13)
 
