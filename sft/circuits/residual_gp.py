@@ -408,7 +408,7 @@ def _fit_dense(x, r, kernel, floor, scale):
     s, noise, lml = _fit_spectrum(lam, (V.T @ r) ** 2, 0.0, n, floor, scale)
     _check_fit(lml, noise, floor, scale)
     c = np.linalg.cholesky(s * K + noise * np.eye(n))
-    alpha = np.linalg.solve(c.T, np.linalg.solve(c, r))
+    alpha = scipy.linalg.cho_solve((c, True), r)
     return ResidualGP(s, noise, float("nan"), float("nan"), float(lml), n, None, None, None, None, None,
                       kernel, x, alpha, c)
 
@@ -449,7 +449,7 @@ def _predictive(fit, x):
         whiten = lambda v: (v - Q @ (Q.T @ v)) / np.sqrt(fit.noise) + Q @ ((Q.T @ v) / np.sqrt(lam + fit.noise))
         return Phi @ fit.weights, whiten, M * np.log(fit.noise) + np.sum(np.log1p(lam / fit.noise))
     Kx = fit.amplitude * _array("kernel(x_test, x_fit)", fit.kernel(x, fit.x_fit), 2)
-    W = np.linalg.solve(fit.chol_fit, Kx.T)
+    W = scipy.linalg.solve_triangular(fit.chol_fit, Kx.T, lower=True)
     C = fit.amplitude * _array("kernel(x_test, x_test)", fit.kernel(x, x), 2) - W.T @ W + fit.noise * np.eye(M)
     lam, V = np.linalg.eigh(0.5 * (C + C.T))
     lam = np.maximum(lam, fit.noise)  # C >= noise I exactly; clip rounding
