@@ -58,6 +58,7 @@ def log_marginal_likelihood(x, y, *, depth, activation, C_W, C_b, noise):
     >>> bool(abs(val - ref) < 1e-14)
     True
     """
+    require_x64("sft.predict.log_marginal_likelihood")
     K = nngp(x, depth=depth, activation=activation, C_W=C_W, C_b=C_b)
     return gp_posterior(K, K[:1], K[:1, :1], y, noise=noise).log_marginal_likelihood
 

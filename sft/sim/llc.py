@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..conventions import require_x64
 from .sampling import effective_sample_size, split_rhat
 from .sgld import TLBPResult, sample_tlbp
 
@@ -74,6 +75,7 @@ def estimate_llc(loss, w_star, key, *, gamma, step_size, n_chains, n_steps, data
                  batch_size=None) -> LLCEstimate:
     """:func:`sft.sim.sample_tlbp` then :func:`llc_from_samples`; arguments as sample_tlbp, with the
     default nbeta = n / log n (n = number of training samples, from ``data`` or given)."""
+    require_x64("sft.sim.estimate_llc")
     return llc_from_samples(sample_tlbp(
         loss, w_star, key, gamma=gamma, step_size=step_size, n_chains=n_chains, n_steps=n_steps,
         data=data, n=n, nbeta=nbeta, temperature=temperature, method=method, burn_in=burn_in,
