@@ -177,7 +177,7 @@ import sympy as sp  # noqa: E402
 from sft.circuits import gaussian_equivalence as ge, impurity as im, planted as pl  # noqa: E402
 from sft.circuits import residual_gp as rg, sparse_synapses as ss  # noqa: E402
 from sft.conventions import check_array, check_flag, check_int, check_key, check_real  # noqa: E402
-from sft.finite import deep_linear as dl, vertex as vx  # noqa: E402
+from sft.finite import deep_linear as dl, relu_exact as rx, vertex as vx  # noqa: E402
 from sft.gaussian import expectations as gx  # noqa: E402
 from sft.kernels import get_activation  # noqa: E402
 from sft.sim import estimators as est, sampling as smp  # noqa: E402
@@ -249,10 +249,12 @@ def test_check_flag_accepts_only_bools():
 
 
 @pytest.mark.parametrize("bad", ["1", None, 1j, np.array([1.0, 2.0]), True], ids=repr)
-def test_deep_linear_slopes_must_be_real_numbers(bad):
+def test_scale_invariant_slopes_must_be_real_numbers(bad):
     for arg in ("a_plus", "a_minus"):
-        with pytest.raises(ValueError, match=rf"{arg}=.* is not allowed: {arg} must be a finite real number"):
-            dl.excess_kurtosis([4, 8], **{arg: bad})
+        for fn in (lambda **kw: dl.excess_kurtosis([4, 8], **kw),
+                   lambda **kw: rx.output_cumulant_ratios([4, 8], **kw)):
+            with pytest.raises(ValueError, match=rf"{arg}=.* is not allowed: {arg} must be a finite real number"):
+                fn(**{arg: bad})
     assert dl.scale_invariant_nu(np.float32(1.0), 0) == 5.0          # numpy scalars are numbers (ReLU: nu = 5)
     with pytest.raises(ValueError, match=r"a_plus=0, a_minus=0\) are not allowed: not both 0"):
         dl.scale_invariant_nu(0.0, 0)
@@ -485,6 +487,8 @@ SWEEP = [
     (dl.metric_relative_variance, dict(widths=[4, 8], a_plus=1.0, a_minus=0.5), 1),
     (dl.sample_outputs, dict(rng=np.random.default_rng(0), n_samples=4, K1=1.0, widths=[3, 4], C_W=1.0), 2),
     (rg.default_feature_count, dict(n=100, d=3, warn=False), 2),
+    (rx.output_moment, dict(order=2, K1=1.0, widths=[3, 4], C_W=2.0, a_plus=1.0, a_minus=0.0), 1),
+    (rx.layer_gain_moment, dict(k=2, width=3, a_plus=1.0, a_minus=0.5), 2),
 ]
 
 

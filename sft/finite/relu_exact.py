@@ -32,7 +32,7 @@ import numbers
 import numpy as np
 import sympy as sp
 
-from ..conventions import check_widths, layer_constants
+from ..conventions import check_real, check_widths, layer_constants
 from ..symbolic.cumulants import cumulants_from_moments
 
 __all__ = ["layer_gain_moment", "output_moment", "output_cumulant_ratios", "cumulant_ratio_series"]
@@ -41,13 +41,9 @@ _n = sp.Symbol("n", positive=True)
 
 
 def _slope(a, name):
-    try:
-        val = float(a)
-    except (TypeError, ValueError):
-        val = float("nan")
-    if not math.isfinite(val):
-        raise ValueError(f"{name}={a!r} is not allowed: a slope must be a finite number")
-    return sp.Rational(repr(val))
+    if isinstance(a, sp.Basic) and a.is_Number:   # an exact sympy number is fine
+        a = float(a)
+    return sp.Rational(repr(check_real(name, a)))  # a real number, not a str, bool, complex or array
 
 
 def _check_k(k, name="k", minimum=0):
@@ -85,10 +81,7 @@ def layer_gain_moment(k, width, *, a_plus=1.0, a_minus=0.0):
 
 
 def _check_K1(K1):
-    K1 = np.asarray(K1, dtype=np.float64)
-    if K1.ndim != 0 or not np.isfinite(K1) or K1 <= 0:
-        raise ValueError(f"K1={K1!r} is not allowed: the first-layer kernel must be a finite scalar > 0")
-    return float(K1)
+    return check_real("K1", K1, minimum=0, strict=True)   # the first-layer kernel, a finite real > 0
 
 
 def output_moment(order, *, K1, widths, C_W=2.0, a_plus=1.0, a_minus=0.0) -> float:
