@@ -195,3 +195,43 @@ def test_kernel_shift_only_is_the_shifted_gaussian_process():
     err = np.array(err)
     for q in range(2):
         assert abs(_slope(err[:, q]) + 3) < 0.25, err
+
+
+def _deep_linear_scale_cumulants(depth):
+    """1/n and 1/n^2 coefficients of kappa_2(U), kappa_3(U) for U = prod_l chi^2_n / n (depth layers):
+    E U^k = (prod_{j<k} (1 + 2 j / n))^depth, cumulants by sft.symbolic.cumulants, series in 1/n by sympy."""
+    import sympy as sp
+    from sft.symbolic.cumulants import cumulants_from_moments
+    e = sp.Symbol("e")  # 1/n
+    moments = [sp.prod([1 + 2 * j * e for j in range(k)]) ** depth for k in range(1, 4)]
+    k = cumulants_from_moments(moments)
+    coef = lambda expr, p: float(sp.expand(expr).coeff(e, p))
+    assert sp.expand(k[0]) == 1
+    return coef(k[1], 1), coef(k[1], 2), coef(k[2], 1), coef(k[2], 2)
+
+
+def test_second_order_deep_linear_network_exact_posterior():
+    """(b) depth-2 linear network at finite width: sft.predict.exact_posterior (independent quadrature over
+    the kernel scale U) against the series with kappa_4 = kappa_2(U) P4(K), kappa_6 = kappa_3(U) P6(K);
+    the order-2 residual falls as n^-3."""
+    from sft.kernels.recursion import nngp
+    from sft.predict.kernel_renormalization import exact_posterior
+    rng = np.random.default_rng(11)
+    xtr, xte = rng.normal(size=(3, 4)), rng.normal(size=(2, 4))
+    y, T = np.array([0.8, -0.5, 0.3]), 0.3
+    x = np.concatenate([xtr, xte])
+    K = np.asarray(nngp(x, depth=2, activation="linear", C_W=1.0, C_b=0.0))
+    a1, a2, b1, b2 = _deep_linear_scale_cumulants(2)
+    assert b1 == 0.0 and (a1, a2, b2) == (4.0, 4.0, 40.0)
+    P4, P6 = _pairings_sum(K, 4), _pairings_sum(K, 6)
+    train, test = np.arange(3), np.arange(3, 5)
+    err = []
+    for n in WIDTHS:
+        p = perturbative_posterior(K, y, train=train, test=test, noise=T, n=n, order=2, dK=[0 * K, 0 * K],
+                                   kappa4=[a1 * P4, a2 * P4], kappa6=b2 * P6)
+        ex = exact_posterior(xtr, y, xte, widths=[int(n)] * 2, C_W=1.0, temperature=T)
+        err.append([[np.abs(s[:j + 1].sum(0) - e).max() for j in range(3)] for s, e in ((p.mean, ex.mean), (p.cov, ex.cov))])
+    err = np.array(err)
+    for q in range(2):
+        for j in (1, 2):
+            assert abs(_slope(err[:, q, j]) + j + 1) < 0.25, (q, j, err[:, q])
