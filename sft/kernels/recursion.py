@@ -19,16 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .activations import get_activation
-from ..conventions import check_depth, check_inputs, layer_constants, require_x64
+from ..conventions import check_depth, check_flag, check_inputs, layer_constants, require_x64
 from ..gaussian.expectations import _is_traced, pair_and_diag_expectations
 
 __all__ = ["nngp", "ntk", "nngp_and_ntk"]
-
-
-def _check_flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}={value!r} is not allowed: {name} must be True or False")
-    return bool(value)
 
 
 def _traced_constants(depth, C_W, C_b):
@@ -126,7 +120,7 @@ def nngp_and_ntk(x1, x2=None, *, depth, activation, C_W, C_b, all_layers=False, 
     >>> bool(abs(dK - 3 * K3 / 2.0) < 1e-12)
     True
     """
-    all_layers, ntk = _check_flag("all_layers", all_layers), _check_flag("ntk", ntk)
+    all_layers, ntk = check_flag("all_layers", all_layers), check_flag("ntk", ntk)
     require_x64("sft.kernels.nngp_and_ntk")
     act = get_activation(activation)
     symmetric = x2 is None
