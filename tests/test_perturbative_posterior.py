@@ -245,3 +245,27 @@ def test_second_order_deep_linear_network_exact_posterior():
     for q in range(2):
         for j in (1, 2):
             assert _falls_as(err[:, q, j], j + 1), (q, j, err[:, q])
+
+
+def test_one_hidden_layer_linear_network_from_its_exact_cumulants():
+    """(b) one-hidden-layer linear network, 5 inputs in general position: prior data from
+    sft.finite.one_hidden_layer_cumulants (exact, width-independent coefficients n kappa_4, n^2 kappa_6);
+    its output is exactly sqrt(s) g with s = chi^2_n / n (f = n^-1/2 sum_i v_i h_i, h_i ~ N(0, K), so each
+    neuron is |v_i| times a Gaussian and kappa_2r(f) = kappa_r(s) P_2r(K)), whose posterior is a 1-D
+    quadrature (_mixture_exact, c = 2). The order-2 residual of mean, covariance and four-point falls as n^-3."""
+    from sft.finite.one_layer_cumulants import one_hidden_layer_cumulants
+    x = np.random.default_rng(5).normal(size=(5, 6))
+    k = one_hidden_layer_cumulants(x, 6, width=1, activation="linear", C_W=1.0, C_b=0.0)
+    K, U, S = k[1], k[3], k[5]
+    assert np.max(np.abs(U - 2 * _pairings_sum(K, 4))) <= 1e-12 * np.max(np.abs(U))
+    train, test, y, noise = np.array([0, 2, 3]), np.array([1, 4]), np.array([0.9, -0.4, 0.6]), 0.2
+    err = []
+    for n in WIDTHS:
+        p = perturbative_posterior(K, y, train=train, test=test, noise=noise, n=n, order=2, dK=[0 * K, 0 * K],
+                                   kappa4=[U, 0 * U], kappa6=S, four_point=True)
+        exact = _mixture_exact(K, y, train, test, noise, n, 2.0, 0.0, 0.0)
+        err.append([[np.abs(s[:j + 1].sum(0) - e).max() for j in range(3)] for s, e in zip(p, exact)])
+    err = np.array(err)
+    for q in range(3):
+        for j in (1, 2):
+            assert _falls_as(err[:, q, j], j + 1), (q, j, err[:, q])
