@@ -6,7 +6,7 @@ from .._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     'infinite_width': ['GPPosterior', 'EnsemblePrediction', 'gp_posterior', 'ntk_flow', 'ntk_gradient_descent', 'gd_stability_limit'],
     'posterior_correction': ['quartic_cumulant_from_vertex', 'posterior_mean_correction', 'posterior_cov_correction', 'kernel_shift_correction', 'NetworkPosteriorCorrection', 'network_posterior_correction', 'ImportancePosterior', 'importance_posterior'],
-    'perturbative_posterior': ['VERTICES', 'PosteriorTerm', 'posterior_series', 'posterior_series_latex', 'PerturbativePosterior', 'perturbative_posterior'],
+    'nearly_gaussian_posterior': ['VERTICES', 'PosteriorTerm', 'posterior_series', 'posterior_series_latex', 'PerturbativePosterior', 'perturbative_posterior'],
     'gd_correction': ['GDCorrection', 'gd_mean_correction', 'population_correction'],
     'hyperparameters': ['log_marginal_likelihood', 'HyperparameterFit', 'fit_hyperparameters'],
     'kernel_renormalization': ['Saddle', 'Prediction', 'saddle_point', 'bpkr_posterior', 'exact_posterior', 'gibbs_sample', 'GibbsResult'],

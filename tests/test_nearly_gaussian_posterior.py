@@ -1,12 +1,12 @@
-"""Generated perturbative posterior (sft.predict.perturbative_posterior): O(1/n) against the hand derivation
+"""Generated perturbative posterior (sft.predict.nearly_gaussian_posterior): O(1/n) against the hand derivation
 of sft.predict.posterior_correction, O(1/n^2) against exact Bayes for Gaussian scale-mixture priors."""
 import itertools
 
 import numpy as np
 import pytest
 
-import sft.predict.perturbative_posterior as pp
-from sft.predict.perturbative_posterior import perturbative_posterior, posterior_series, posterior_series_latex
+import sft.predict.nearly_gaussian_posterior as pp
+from sft.predict.nearly_gaussian_posterior import perturbative_posterior, posterior_series, posterior_series_latex
 from sft.predict.posterior_correction import (kernel_shift_correction, posterior_cov_correction,
                                               posterior_mean_correction)
 

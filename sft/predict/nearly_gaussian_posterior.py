@@ -30,8 +30,15 @@ shift or cumulant coefficient is a vertex of order 1 or 2), assigns each vertex 
 (:func:`sft.symbolic.wick.perfect_matchings`), merges the resulting contraction graphs up to isomorphism,
 and expands log(1 + ...) with sympy. Each graph is a sympy symbol (LaTeX: :func:`posterior_series_latex`)
 and compiles to one ``np.einsum`` contraction (``optimize=True``) of the vertex tensors with y~, K~^{-1}
-and R. At O(1/n) the result equals the hand derivation of :mod:`sft.predict.posterior_correction`; at
-O(1/n^2) it is checked against exact Bayes for Gaussian scale mixtures (tests/test_perturbative_posterior.py).
+and R. At O(1/n) the result equals the hand derivation of :mod:`sft.predict.posterior_correction` (to
+1e-10); at O(1/n^2) the residual against exact Bayes falls as n^-3 for Gaussian scale mixtures (gamma s with
+kernel shifts), one-hidden-layer linear networks (prior data from :mod:`sft.finite.one_layer_cumulants`) and
+depth-2 linear networks (:func:`sft.predict.kernel_renormalization.exact_posterior`), and dropping any
+generated term breaks that (tests/test_nearly_gaussian_posterior.py).
+
+Not yet: contraction of the cumulants without materializing them (issue 12, item 2) and a JAX backend
+(jax.numpy.einsum of the ~150 order-2 terms took 185 s eager / 62 s to jit on 2 cores, against 0.02 s
+for numpy at N = 5).
 """
 from __future__ import annotations
 
