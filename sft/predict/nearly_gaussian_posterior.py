@@ -70,14 +70,6 @@ class _Graph(NamedTuple):
     vertices: tuple
     edges: tuple
 
-    @property
-    def n_test(self):
-        return sum(v[1] for v in self.vertices)
-
-    @property
-    def n_pairs(self):
-        return sum(v[3] for v in self.vertices) + sum(e for _, _, e in self.edges)
-
 
 def _canonical(vertices, edge_counts):
     """Smallest relabelling of a graph over vertex permutations (the tensors are fully symmetric)."""
