@@ -1,11 +1,11 @@
 """pytest (tests/ and the doctests of sft/): one BLAS thread per pool for the whole session.
 
 The test processes run JAX (XLA's own thread pool) next to numpy/scipy BLAS calls; on a 2-core machine
-the two pools oversubscribe the cores (see :mod:`sft.workflow.threads`). ``SFT_BLAS_THREADS`` overrides.
+the two pools oversubscribe the cores (see :mod:`sft.threads`). ``SFT_BLAS_THREADS`` overrides.
 """
 import pytest
 
-from sft.workflow.threads import limit_threads
+from sft.threads import limit_threads
 
 
 @pytest.fixture(autouse=True, scope="session")

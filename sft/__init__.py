@@ -26,5 +26,5 @@ if os.environ.get("SFT_NO_X64", "") not in ("1", "true", "True", "yes"):
 from ._lazy import attach  # noqa: E402
 
 __version__ = "0.1.0"
-_SUBPACKAGES = ["conventions", "gaussian", "kernels", "finite", "symbolic", "predict", "circuits", "sim", "workflow"]
+_SUBPACKAGES = ["conventions", "threads", "gaussian", "kernels", "finite", "symbolic", "predict", "circuits", "sim", "workflow"]
 __getattr__, __dir__, __all__ = attach(__name__, {name: [] for name in _SUBPACKAGES})

@@ -412,7 +412,7 @@ def test_real_figure_quick_build(correlation_depth, tmp_path, capsys):
 def test_pieces_run_with_one_blas_thread_and_the_limit_is_validated(tmp_path, monkeypatch):
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from sft.workflow.threads import blas_thread_limit
+    from sft.threads import blas_thread_limit
 
     seen = []
 

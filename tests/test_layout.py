@@ -47,3 +47,12 @@ def test_numerics_tier_does_not_import_physics_or_workflows():
             if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
                 top = node.module.split(".")[0]
                 assert TIER.get(top, 0) == 0, (path.name, node.module)
+
+
+def test_physics_tiers_do_not_import_workflows():
+    """Kernels, finite-width theory, symbolic layer, predictors and circuits never import sft.workflow."""
+    for name in ("kernels", "finite", "symbolic", "predict", "circuits"):
+        for path in (SFT / name).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                    assert not node.module.startswith("workflow"), (path.name, node.module)

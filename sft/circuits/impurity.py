@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..conventions import check_array, check_int, check_key, check_real, require_x64, solve_checked
-from ..workflow.threads import limit_threads
+from ..threads import limit_threads
 
 __all__ = ["ring_hamiltonian", "ring_green", "chain_green", "gaussian_field_covariance",
            "exact_green", "t_matrix", "impurity_green", "alloy_self_energy", "alloy_local_green",

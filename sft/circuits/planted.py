@@ -49,7 +49,7 @@ import numpy as np
 from scipy import integrate, optimize
 
 from ..conventions import check_array, check_int, check_key, check_real, psd_eigh, require_x64
-from ..workflow.threads import limit_threads
+from ..threads import limit_threads
 
 __all__ = ["semicircle_stieltjes", "marchenko_pastur_stieltjes", "stieltjes_transform",
            "t_matrix_outliers", "wigner_outlier", "rectangular_outlier", "wigner_outliers_t_matrix",

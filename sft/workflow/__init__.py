@@ -1,11 +1,10 @@
-"""Workflows: the figure registry and its cache, thread limits for heavy numerical work, reports of theory against simulation, the command line.
+"""Workflows: the figure registry and its cache, reports of theory against simulation, the command line.
 """
 from .._lazy import attach
 
 __getattr__, __dir__, __all__ = attach(__name__, {
     'figures': ['Figure', 'ROOT', 'SIMS_DIR', 'FIGURES_DIR', 'CACHE_DIR', 'discover', 'select', 'piece_key', 'code_version', 'cached_piece', 'compute_all', 'build', 'run_script',
                 'Interrupted', 'stop_on_interrupt'],
-    'threads': ['limit_threads', 'blas_thread_limit'],
     'report': ['Comparison', 'Report'],
     'cli': ['main'],
 })

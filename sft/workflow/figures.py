@@ -28,7 +28,7 @@ Design (showyourwork-like; the workflow tier of sft):
   raises :class:`Interrupted` (exit status 130 on the command line); no KeyboardInterrupt is raised
   inside JAX/XLA or a thread pool. A second Ctrl-C aborts at once (default SIGINT action); the
   atomic writes leave every stored piece valid. A rerun resumes at the first missing piece.
-- Threads: every piece is computed under :func:`sft.workflow.threads.limit_threads` (BLAS pools of
+- Threads: every piece is computed under :func:`sft.threads.limit_threads` (BLAS pools of
   numpy/scipy limited so they do not oversubscribe the cores alongside XLA's thread pool).
 
 Paths: the root is the source checkout: the parent of the ``sft`` package folder when that holds
@@ -298,9 +298,9 @@ def cached_piece(figure: Figure, label: str, kwargs: Mapping[str, Any], cache_di
     parameters, ``code`` = :func:`code_version` by default) matches and its .npz matches the sha256
     in the .json; otherwise the reason is logged (naming the file) and the piece is recomputed. The
     .npz is written first, then the .json that marks the piece complete, each atomically. The
-    computation runs under :func:`sft.workflow.threads.limit_threads`.
+    computation runs under :func:`sft.threads.limit_threads`.
     """
-    from .threads import limit_threads
+    from ..threads import limit_threads
 
     folder = Path(cache_dir) / figure.name
     stem = piece_key(figure.name, label, kwargs)
