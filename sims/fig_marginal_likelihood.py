@@ -75,6 +75,8 @@ def plot(results, params):
         ax.contour(r["C_W_grid"], r["C_b_grid"], d.T, levels=[-2.0, -0.5], colors="w", linewidths=0.6)
         fig.colorbar(cs, ax=ax, label=r"$\log p - \max$ (noise at its fit)")
         for n_sigma, ls in ((1, "-"), (2, "--")):
+            if not np.all(np.isfinite(r["cov"][:2, :2])):
+                continue  # a flat direction: no finite error ellipse (fit_hyperparameters warned)
             e = _ellipse(r["theta"][:2], r["cov"][:2, :2], n_sigma)
             ax.plot(e[0], e[1], ls, color="C3", lw=1.2, label=f"fit, {n_sigma}$\\sigma$")
         ax.plot(*r["theta"][:2], "o", color="C3", ms=5)

@@ -103,3 +103,24 @@ def test_bad_input():
         fit_hyperparameters(X, Y, depth=1, activation="erf", starts=[[1.0, 0.1]])
     with pytest.raises(ValueError, match="bounds"):
         fit_hyperparameters(X, Y, depth=1, activation="erf", bounds=((1, 0.5),) * 3)
+
+
+def test_flat_direction_gives_an_infinite_error_bar_and_a_saddle_raises(monkeypatch):
+    """The observed information is a finite difference (relative error ~1e-8): an eigenvalue within
+    1e-6 max|lam| of zero is a direction the data do not determine (infinite error bar + warning, as
+    for erf at depth 20 near criticality, where it came out -4.5e-3 against 7.5e6); a clearly negative
+    one means the optimum is a saddle (ValueError)."""
+    import sft.predict.hyperparameters as hp
+    rot = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
+    x, y = _gp_data("erf", 1, np.array([1.5, 0.2, 0.05]), P=20, k=4, seed=0)
+    for lam_min, expect in ((-4.5e-3, "flat"), (-1e2, "saddle")):
+        H = rot @ np.diag([7.5e6, 3e4, lam_min]) @ rot.T
+        monkeypatch.setattr(hp, "_observed_information", lambda *a, H=H: H)
+        if expect == "flat":
+            with pytest.warns(RuntimeWarning, match="flat direction"):
+                fit = fit_hyperparameters(x, y, depth=1, activation="erf", n_starts=1)
+            assert not fit.on_bound.any()
+            assert np.all(np.isinf(fit.stderr[np.abs(rot[:, 2]) > 1e-3]))
+        else:
+            with pytest.raises(ValueError, match="not positive semi-definite"):
+                fit_hyperparameters(x, y, depth=1, activation="erf", n_starts=1)

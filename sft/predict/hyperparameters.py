@@ -25,6 +25,8 @@ Activations without closed forms (tanh, ...) go through the Mehler series on the
 """
 from __future__ import annotations
 
+import warnings
+
 from typing import NamedTuple
 
 import jax
@@ -107,6 +109,9 @@ def _check_labels(y, P):
     return y
 
 
+_H_RTOL = 1e-6  # accuracy of the finite-difference observed information, with a safety factor 100
+
+
 def fit_hyperparameters(x, y, *, depth, activation, n_starts=4, seed=0, starts=None, bounds=None
                         ) -> HyperparameterFit:
     """Maximum-marginal-likelihood (C_W, C_b, noise) for inputs x (P, d) and labels y (P,) or (P, k).
@@ -176,8 +181,21 @@ def fit_hyperparameters(x, y, *, depth, activation, n_starts=4, seed=0, starts=N
     free = ~on_bound
     cov = np.zeros((3, 3))
     if free.any():  # Laplace covariance of the free parameters (those on a bound held fixed)
+        # H comes from finite differences (relative error ~1e-8): eigenvalues within 1e-6 max|lam| of 0 are
+        # flat directions (parameters not determined by the data: infinite error bar, with a warning);
+        # a clearly negative one (< -1e-6 max|lam|) means a saddle, not a maximum: ValueError.
         lam, V = psd_eigh("observed information -d^2 log p / d theta^2 at the optimum (free parameters)",
-                          0.5 * (H + H.T)[np.ix_(free, free)], definite=True)
-        cov[np.ix_(free, free)] = (V / lam) @ V.T
+                          0.5 * (H + H.T)[np.ix_(free, free)], rtol=_H_RTOL)
+        flat = lam <= _H_RTOL * lam.max()
+        idx = np.flatnonzero(free)
+        cov[np.ix_(idx, idx)] = (V[:, ~flat] / lam[~flat]) @ V[:, ~flat].T
+        undetermined = idx[np.any(np.abs(V[:, flat]) > 1e-3, axis=1)] if flat.any() else idx[:0]
+        if undetermined.size:
+            cov[undetermined, undetermined] = np.inf
+            warnings.warn(f"fit_hyperparameters: the observed information has {int(flat.sum())} flat "
+                          f"direction(s) (eigenvalue <= {_H_RTOL:g} x max = {_H_RTOL * lam.max():.3g}, the "
+                          "finite-difference accuracy): "
+                          f"{', '.join(PARAMETERS[i] for i in undetermined)} not determined by the data "
+                          "(infinite error bar)", RuntimeWarning, stacklevel=2)
     return HyperparameterFit(theta, float(values[best]), cov, np.sqrt(np.diag(cov)), starts, optima, values,
                              on_bound, count[0])
