@@ -185,3 +185,17 @@ def test_llc_from_samples_bad_input():
         quadratic_llc(np.diag([1.0, -1.0]), nbeta=1.0, gamma=0.5)
     with pytest.raises(ValueError, match="gamma=0.0"):
         normal_crossing_llc(nbeta=1.0, gamma=0.0)
+
+
+def test_ntk_llc_on_singular_ntk_perturbed_by_rounding_and_a_negative_one():
+    """A rank-1 NTK J J^T perturbed by +-eps max|mu| gives the rank-1 value (zero modes contribute 0);
+    a clearly negative eigenvalue raises naming the tolerance."""
+    from sft.sim.learning_coefficients import ntk_llc
+    J = np.array([[1.0], [2.0], [0.5]])
+    T = J @ J.T                                            # eigenvalues 5.25, 0, 0
+    exact = (10.0 / 5 * 5.25) / (2 * (10.0 / 5 * 5.25 + 1.0))
+    for s in (-1, 1):
+        Tp = T + s * np.finfo(float).eps * 5.25 * np.eye(3)
+        assert abs(ntk_llc(Tp, n=5, nbeta=10.0, gamma=1.0) - exact) < 1e-12
+    with pytest.raises(ValueError, match="ntk is not positive semi-definite.*tol"):
+        ntk_llc(T - 1e-3 * np.eye(3), n=5, nbeta=10.0, gamma=1.0)

@@ -35,6 +35,8 @@ from fractions import Fraction
 import numpy as np
 from scipy import integrate, special
 
+from ..conventions import psd_eigh
+
 __all__ = ["quadratic_llc", "ntk_llc", "power_llc", "normal_crossing_llc",
            "reduced_rank_learning_coefficient"]
 
@@ -109,10 +111,8 @@ def ntk_llc(ntk, *, n, nbeta, gamma) -> float:
     T = _symmetric("ntk", ntk)
     n = int(_real("n", n, 0, True))
     nbeta, gamma = _real("nbeta", nbeta, 0, True), _real("gamma", gamma, 0, False)
-    mu = np.linalg.eigvalsh(T)
-    if mu.min() < -1e-10 * np.abs(mu).max():
-        raise ValueError(f"ntk has eigenvalue {mu.min():.4g} < 0: an NTK is positive semi-definite")
-    x = nbeta / n * np.clip(mu, 0.0, None)
+    mu = psd_eigh("ntk", T, rtol=1e-10, vectors=False)  # J J^T assembled from Jacobians: round-off ~1e-10
+    x = nbeta / n * mu
     if gamma == 0 and x.min() <= 1e-12 * x.max():
         raise ValueError("gamma=0 with a singular ntk: the posterior is improper; use gamma > 0")
     return float(np.sum(x / (2.0 * (x + gamma))))
