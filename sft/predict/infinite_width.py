@@ -169,26 +169,22 @@ def gp_posterior(K_train, K_cross, K_test, y, *, noise) -> GPPosterior:
         return _gp_posterior_cholesky(K_train, K_cross, K_test, y, noise)
     K_train, K_cross, K_test, y = _blocks(K_train, K_cross, K_test, y)
     noise = _nonnegative("noise", noise, allow_inf=False)
-    A = K_train + noise * np.eye(K_train.shape[0])
-    _eigh(f"K_train + noise I (noise = {noise:g})", A, True, _PD_HINT, vectors=False)
-    L = scipy.linalg.cholesky(A, lower=True)
-    alpha = scipy.linalg.cho_solve((L, True), y)                       # A^{-1} y
-    W = scipy.linalg.solve_triangular(L, K_cross.T, lower=True)        # L^{-1} K_cross^T  (P, M)
-    cov = K_test - W.T @ W
-    k, P = (1 if y.ndim == 1 else y.shape[1]), K_train.shape[0]
-    logml = -0.5 * np.sum(y * alpha) - k * np.sum(np.log(np.diag(L))) - 0.5 * k * P * np.log(2 * np.pi)
-    return GPPosterior(K_cross @ alpha, 0.5 * (cov + cov.T), float(logml))
+    _eigh(f"K_train + noise I (noise = {noise:g})", K_train + noise * np.eye(K_train.shape[0]), True,
+          _PD_HINT, vectors=False)
+    post = _gp_posterior_cholesky(K_train, K_cross, K_test, y, noise, xp=np, linalg=scipy.linalg)
+    return post._replace(log_marginal_likelihood=float(post.log_marginal_likelihood))
 
 
-def _gp_posterior_cholesky(K_train, K_cross, K_test, y, noise):
-    """gp_posterior's formulas with A = L L^T (JAX): A^{-1} y by two triangular solves, W = L^{-1} K_cross^T,
-    cov = K_test - W^T W, log det A = 2 sum log L_ii. Differentiable wherever A is positive definite."""
-    L = jnp.linalg.cholesky(K_train + noise * jnp.eye(K_train.shape[0]))
-    alpha = jax.scipy.linalg.cho_solve((L, True), y)
-    W = jax.scipy.linalg.solve_triangular(L, K_cross.T, lower=True)
+def _gp_posterior_cholesky(K_train, K_cross, K_test, y, noise, xp=jnp, linalg=jax.scipy.linalg):
+    """gp_posterior's formulas with A = K_train + noise I = L L^T, written once for numpy/scipy (plain calls,
+    after the PD check) and jax.numpy/jax.scipy (traced; differentiable wherever A is positive definite):
+    A^{-1} y by two triangular solves, W = L^{-1} K_cross^T, cov = K_test - W^T W, log det A = 2 sum log L_ii."""
+    L = linalg.cholesky(K_train + noise * xp.eye(K_train.shape[0]), lower=True)
+    alpha = linalg.cho_solve((L, True), y)                             # A^{-1} y
+    W = linalg.solve_triangular(L, K_cross.T, lower=True)              # L^{-1} K_cross^T  (P, M)
     cov = K_test - W.T @ W
     k, P = (1 if y.ndim == 1 else y.shape[1]), K_train.shape[0]
-    logml = -0.5 * jnp.sum(y * alpha) - k * jnp.sum(jnp.log(jnp.diag(L))) - 0.5 * k * P * np.log(2 * np.pi)
+    logml = -0.5 * xp.sum(y * alpha) - k * xp.sum(xp.log(xp.diag(L))) - 0.5 * k * P * np.log(2 * np.pi)
     return GPPosterior(K_cross @ alpha, 0.5 * (cov + cov.T), logml)
 
 
