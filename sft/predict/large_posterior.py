@@ -1,0 +1,332 @@
+"""O(1/n) Bayesian posterior of a finite-width network at hundreds of inputs, without the cumulant tensors.
+
+Why sampling (issue 12, item 2). The generated O(1/n) terms (:func:`sft.predict.posterior_series`) contract
+the output's fourth cumulant U = (1/n)[V + V + V] with y~ = K~^{-1} y, K~^{-1} and the projector R. The
+output is exactly N(0, G) given the readout metric G = G^(L+1), so U is the sum over the 3 pairings of its
+legs of n Cov(G, G) = V. One hidden layer: G = C_b + (C_W / n) sum_i s_i s_i^T with i.i.d. neuron features
+s = sigma(z), z ~ N(0, K^(1)) in R^N, so V = E[X (x) X], X = C_W (s s^T - <s s^T>) -- a contraction
+such as sum V_(ab)(cd) A_ab C_cd = E[(s^T A s)(s^T C s)] - ... is a genuinely N-dimensional Gaussian
+expectation of a non-polynomial function (exact only for polynomial sigma, through Wick), and the
+full tensor costs C(N, 4) four-dimensional integrals. Each graph of the generated series is therefore
+evaluated as an unbiased average over sampled neurons: every X factor is a short sum of "atoms"
+(u v^T, D_u A D_v with a fixed N x N matrix A, or a fixed matrix), and a graph with its vertex legs paired
+into X factors is one batched ``np.einsum`` per choice of atoms, O(B N^2) for B sampled neurons (the
+largest intermediate is B x M x N). Error bars: standard error over independent batches.
+
+Two hidden layers (widths n_1 = n_2 = n, r = n_2 / n_1 = 1). From the recursion of :mod:`sft.finite.vertex`
+(PDLT sec. 4.3): V^(3) = C_W^2 [<t t t t> - <t t><t t>]_{K^(2)} + r B V^(2) B^T, with t = sigma(z),
+z ~ N(0, K^(2)), and B the linear response of C_W^{-1} E[G^(3) | G^(2)] to G^(2), which is pair-local:
+
+    B(X)_ab = (1/2) sum_{i,j in slots of (a, b)} <d_i d_j (s_a s_b)>_{K^(2)} X_{ij}
+            = Hq_ab X_ab + Hd_ab X_aa + Hd_ba X_bb   (a != b),     B(X)_aa = h_a X_aa,
+
+so with V^(2) = E[Y (x) Y], Y = C_W (s s^T - <s s^T>)_{K^(1)}: V^(3) = E[X_a (x) X_a] + r E[X_b (x) X_b],
+X_a = C_W (t t^T - <t t^T>), X_b = C_W B(Y) = C_W^2 [D_s (Hq + diag h) D_s + D_{s^2} Hd + Hd^T D_{s^2} -
+B(<s s^T>)], two independent sampled components. The derivative matrices come from
+``sft.finite.vertex._pair_derivatives`` (2-d quadrature per pair, O(N^2)). The kernel shift is exact (no
+sampling): G1^(3)_ab = (r C_W / 8) sum_{i..l in slots} <d_i d_j d_k d_l (s_a s_b)> V^(2)_{(ij)(kl)}, which only
+needs V^(2) on the pairs inside {a, b} (2-d moments), so it costs O(N^2) like the kernel
+(sft.finite.vertex.multi_input's G1 restricted to one pair; equal to it to quadrature accuracy, tested).
+
+Exactness: the kernel-shift part is deterministic (agrees with multi_input to ~1e-10); the U part is a
+Monte Carlo integral for every sigma (for a linear sigma an exact Wick route exists but is not implemented
+here), so 1e-8 agreement with the full-tensor route is not achievable for the U part -- the estimate agrees
+within its error bar (tests/test_large_posterior.py: z-scores against
+:func:`sft.predict.perturbative_posterior` with multi_input tensors at N = 6). O(1/n^2) is not implemented
+(it needs the six-point vertex and the 1/n corrections of V and G1 at real N, see the issue).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import string
+from typing import NamedTuple
+
+import numpy as np
+
+from ..conventions import check_depth, check_int, layer_constants, psd_eigh, require_x64
+from ..finite.vertex import _pair_derivatives, _subset_moments
+from ..kernels.activations import get_activation
+from ..kernels.recursion import nngp
+from ..symbolic.wick import perfect_matchings
+from .nearly_gaussian_posterior import posterior_series
+from .posterior_correction import _finite, _inputs, _setup
+
+__all__ = ["LargePosterior", "large_posterior"]
+
+
+class LargePosterior(NamedTuple):
+    """Posterior of the test outputs: ``mean[j]`` (M,), ``cov[j]`` (M, M) the O(n^-j) parts (j = 0, 1) and their
+    Monte Carlo standard errors ``mean_err``, ``cov_err`` (zero at j = 0); the kernel-shift parts
+    ``shift_mean``, ``shift_cov`` (exact, included in mean[1], cov[1]); samples (neurons per component), seed."""
+
+    mean: np.ndarray
+    cov: np.ndarray
+    mean_err: np.ndarray
+    cov_err: np.ndarray
+    shift_mean: np.ndarray
+    shift_cov: np.ndarray
+    samples: int
+    seed: int
+
+
+# ---------------------------------------------------------------------------------- atoms
+# An atom is (coef, left, A, right): the N x N matrix coef * D_left A D_right; left/right are (B, N) batches
+# of vectors or None (identity), A is an (N, N) matrix or None (then the atom is coef * left right^T).
+
+def _gaussian_factor(name, K):
+    """F (N, r) with F F^T = K (eigh, eigenvalues below psd_eigh's tolerance dropped)."""
+    lam, vec = psd_eigh(name, K)
+    keep = lam > 10 * K.shape[0] * np.finfo(float).eps * lam.max()
+    return vec[:, keep] * np.sqrt(lam[keep])
+
+
+def _neuron_atoms(act, F, Mexp, cw, rng, B):
+    """Atoms of X = cw (s s^T - <s s^T>), s = sigma(F xi): an exactly centred neuron's metric fluctuation."""
+    s = np.asarray(act.fn(rng.standard_normal((B, F.shape[1])) @ F.T), dtype=np.float64)
+    return [(cw, s, None, s), (-cw, None, Mexp, None)]
+
+
+def _response_atoms(act, F, Mexp, cw1, cw2, Hq, Hd, BM, rng, B):
+    """Atoms of X_b = cw2 B(cw1 (s s^T - <s s^T>)) (module docstring), s = sigma(F xi)."""
+    s = np.asarray(act.fn(rng.standard_normal((B, F.shape[1])) @ F.T), dtype=np.float64)
+    c = cw1 * cw2
+    return [(c, s, Hq, s), (c, s * s, Hd, None), (c, None, Hd.T, s * s), (-c, None, BM, None)]
+
+
+# ---------------------------------------------------------------------------------- graphs -> einsum
+def _leg_types(vertex, edge_legs):
+    """Leg labels of one vertex: 'x' (test), 'y', ('s', k) for self pair k, ('e', id) for an edge leg."""
+    name, n_x, n_y, n_self = vertex
+    return ["x"] * n_x + ["y"] * n_y + [("s", k) for k in range(n_self) for _ in range(2)] + edge_legs
+
+
+@functools.lru_cache(maxsize=None)
+def _unique_pairings(types):
+    """{canonical pairing: multiplicity} of the legs (indices into ``types``); equal-type legs interchangeable."""
+    out = {}
+    for matching in perfect_matchings(tuple(range(len(types)))):
+        key = tuple(sorted(tuple(sorted((repr(types[a]), repr(types[b])))) for a, b in matching))
+        if key not in out:
+            out[key] = [tuple(matching), 0]
+        out[key][1] += 1
+    return [tuple(v) for v in out.values()]
+
+
+_PATHS = {}
+
+
+def _einsum(spec, *ops):
+    key = (spec,) + tuple(o.shape for o in ops)
+    if key not in _PATHS:
+        _PATHS[key] = np.einsum_path(spec, *ops, optimize="greedy")[0]
+    return np.einsum(spec, *ops, optimize=_PATHS[key])
+
+
+def _graph_value(g, vertex_atoms, yt, Kinv, R, B):
+    """Batch mean over sampled neurons of one graph (free test axes in order), summed over pairings and atoms.
+
+    vertex_atoms[i]: list of (weight, factor atom lists) components for vertex i; the X factors of one
+    component share a sample (same batch row), different vertices use their own independent samples.
+    """
+    edge_legs = [[] for _ in g.vertices]
+    for e, (i, j, c) in enumerate(g.edges):
+        for k in range(c):
+            edge_legs[i].append(("e", e, k))
+            edge_legs[j].append(("e", e, k))
+    per_vertex = []  # for each vertex: list of (coef, [(spec_piece, operand)], leg letters) alternatives
+    for i, v in enumerate(g.vertices):
+        types = _leg_types(v, edge_legs[i])
+        alts = []
+        for weight, factors in vertex_atoms[i]:
+            for matching, mult in _unique_pairings(tuple(types)):
+                for atoms in itertools.product(*[factors] * len(matching)):
+                    coef = weight * mult * math.prod(a[0] for a in atoms)
+                    alts.append((coef, matching, atoms))
+        per_vertex.append((types, alts))
+    total = 0.0
+    for choice in itertools.product(*[alts for _, alts in per_vertex]):
+        letters = iter(string.ascii_letters.replace("i", ""))
+        specs, ops, out, coef = [], [], [], 1.0
+        edge_letter = {}
+        for (types, _), (c, matching, atoms) in zip(per_vertex, choice):
+            coef *= c
+            leg = [next(letters) for _ in types]
+            self_seen = {}
+            for k, t in enumerate(types):
+                if t == "x":
+                    o = next(letters)
+                    specs.append(o + leg[k]), ops.append(R), out.append(o)
+                elif t == "y":
+                    specs.append(leg[k]), ops.append(yt)
+                elif t[0] == "s":
+                    if t in self_seen:
+                        specs.append(self_seen[t] + leg[k]), ops.append(Kinv)
+                    else:
+                        self_seen[t] = leg[k]
+                else:  # edge leg: Kinv between the two vertices' letters
+                    if t in edge_letter:
+                        specs.append(edge_letter[t] + leg[k]), ops.append(Kinv)
+                    else:
+                        edge_letter[t] = leg[k]
+            for (a, b), (_, left, A, right) in zip(matching, atoms):
+                if A is None:
+                    specs += ["i" + leg[a], "i" + leg[b]]
+                    ops += [left, right]
+                    continue
+                specs.append(leg[a] + leg[b]), ops.append(A)
+                if left is not None:
+                    specs.append("i" + leg[a]), ops.append(left)
+                if right is not None:
+                    specs.append("i" + leg[b]), ops.append(right)
+        batched = any("i" in s for s in specs)
+        val = _einsum(",".join(specs) + "->" + ("i" if batched else "") + "".join(out), *ops)
+        total = total + coef * (val.mean(0) if batched else val)
+    return total
+
+
+def _symmetrize(T):
+    m = T.ndim
+    return sum(np.transpose(T, p) for p in itertools.permutations(range(m))) / math.factorial(m)
+
+
+# ---------------------------------------------------------------------------------- exact kernel shift
+def _pair_moments(act, K):
+    """Fourth and second moments of s = sigma(z), z ~ N(0, K), on the pairs: m4[a, b, p] = <s_a^p s_b^(4-p)>
+    (p = 0..4), m2[a, b, p] = <s_a^p s_b^(2-p)>, each from the 2-d (or 1-d) rule of sft.finite.vertex."""
+    N = K.shape[0]
+    m4, m2 = np.zeros((N, N, 5)), np.zeros((N, N, 3))
+    d1 = _subset_moments(act, K, np.arange(N)[:, None], ((4,), (2,)))
+    m4[:], m2[:] = d1[:, None, :1], d1[:, None, 1:]  # diagonal a = b: every power pattern is <s_a^4>, <s_a^2>
+    pairs = np.array(list(itertools.combinations(range(N), 2)))
+    d2 = _subset_moments(act, K, pairs, ((1, 3), (2, 2), (3, 1), (1, 1)))
+    a, b = pairs[:, 0], pairs[:, 1]
+    for p in (1, 2, 3):  # column p - 1 is <s_a^p s_b^(4-p)>
+        m4[a, b, p] = m4[b, a, 4 - p] = d2[:, p - 1]
+    m4[a, b, 0] = m4[b, a, 4] = d1[b, 0]
+    m4[a, b, 4] = m4[b, a, 0] = d1[a, 0]
+    m2[a, b, 1] = m2[b, a, 1] = d2[:, 3]
+    m2[a, b, 0] = m2[b, a, 2] = d1[b, 1]
+    m2[a, b, 2] = m2[b, a, 0] = d1[a, 1]
+    return m4, m2
+
+
+def _kernel_shift_depth2(act, K1, K2, cw1, cw2, M4, r=1.0):
+    """G1^(3) (N, N): (r cw2 / 8) sum over slots of M4[a, b] V^(2) restricted to the pair {a, b} (exact)."""
+    m4, m2 = _pair_moments(act, K1)
+    N = K1.shape[0]
+    # V2 on slots: V[a, b, i, j, k, l] = cw1^2 (<s_i s_j s_k s_l> - <s_i s_j><s_k s_l>), slots 0 -> a, 1 -> b
+    V = np.zeros((N, N) + (2,) * 4)
+    for sl in itertools.product((0, 1), repeat=4):
+        p = sl.count(0)
+        pij, pkl = (sl[0] == 0) + (sl[1] == 0), (sl[2] == 0) + (sl[3] == 0)
+        V[(slice(None), slice(None)) + sl] = cw1 ** 2 * (m4[:, :, p] - m2[:, :, pij] * m2[:, :, pkl])
+    return r * cw2 / 8 * np.einsum("abijkl,abijkl->ab", M4, V)
+
+
+# ---------------------------------------------------------------------------------- public
+def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, noise, n=1.0, order=1,
+                    samples=4096, n_batches=16, seed=0) -> LargePosterior:
+    """GP posterior and its O(1/n) correction for a one- or two-hidden-layer network, O(N^2) memory.
+
+    Prior: the MLP of :mod:`sft.conventions` with all hidden widths n; labels y = f(x_train) + noise.
+    With N = P + M points (train first), K = K^(L+1), R = [-k_*^T K~^{-1}, 1], y~ = K~^{-1} y, the generated
+    O(1/n) terms of :func:`sft.predict.posterior_series` (mean: -1/2 U[x y K~^{-1}] + 1/6 U[x y y y] +
+    dK[x y]; covariance 2! Sym[-1/4 U[x x K~^{-1}] + 1/4 U[x x y y] + 1/2 dK[x x]]) are evaluated with
+    U = (1/n) sum_pairings V, V = E[X (x) X] over sampled neurons (module docstring), dK = G1^(3)/n exact
+    (zero at depth 1). ``samples`` neurons per component, split into ``n_batches`` independent batches
+    for the standard errors; float64 throughout; same seed -> same result. Cost: ~O(samples N^2) plus
+    O(N^2) 2-d integrals (depth 2), memory O(N^2 + (samples / n_batches) M N).
+
+    x_train (P, d), y_train (P,), x_test (M, d); noise = sigma^2 >= 0; n > 0 (n = 1: the coefficients of
+    1/n); order = 1 (O(1/n^2) is not implemented: ValueError).
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((6, 4))
+    >>> p = large_posterior(x[:4], np.array([1.0, -1.0, 0.5, 0.0]), x[4:], depth=1, activation="tanh",
+    ...                     C_W=1.5, C_b=0.1, noise=0.1, samples=2000, n_batches=4)
+    >>> p.mean.shape, p.cov.shape, bool(np.all(p.mean_err[1] > 0))
+    ((2, 2), (2, 2, 2), True)
+    """
+    require_x64("sft.predict.large_posterior")
+    x_train = _inputs("x_train", x_train)
+    x_test = _inputs("x_test", x_test, x_train.shape[1])
+    y = _finite("y_train", y_train, 1)
+    if y.shape != (x_train.shape[0],):
+        raise ValueError(f"y_train has shape {y.shape}: it must be ({x_train.shape[0]},), one per row of x_train")
+    depth = check_depth(depth)
+    if depth > 2:
+        raise ValueError(f"depth={depth} is not allowed: large_posterior handles depth 1 and 2 (the O(N^2) "
+                         "response map is implemented for one propagation step)")
+    if isinstance(order, bool) or order != 1:
+        raise ValueError(f"order={order!r} is not allowed: only order = 1 (O(1/n)) is implemented at large N; "
+                         "use sft.predict.perturbative_posterior with full tensors for order 2 at small N")
+    n = float(n)
+    if not np.isfinite(n) or n <= 0:
+        raise ValueError(f"n = {n}: the width must be a finite positive number")
+    samples, n_batches = check_int("samples", samples, 2), check_int("n_batches", n_batches, 2)
+    if samples < n_batches:
+        raise ValueError(f"samples={samples} is not allowed: it must be >= n_batches = {n_batches}")
+    seed = check_int("seed", seed, 0)
+    act = get_activation(activation)
+    cw, cb = layer_constants(depth, C_W, C_b)
+    P, M = x_train.shape[0], x_test.shape[0]
+    x = np.concatenate([x_train, x_test])
+    train, test = np.arange(P), np.arange(P, P + M)
+    Ks = nngp(x, depth=depth, activation=act, C_W=cw, C_b=cb, all_layers=True)
+    K, _, _, Kinv_t, yt_t, R = _setup(Ks[-1], y, train, test, noise)
+    N = P + M
+    yt, Kinv = np.zeros(N), np.zeros((N, N))
+    yt[train], Kinv[np.ix_(train, train)] = yt_t, Kinv_t
+
+    # vertex components: (weight, sampler(rng, B) -> atoms of one X factor)
+    F1, Ms = _gaussian_factor("K^(1)", Ks[0]), (Ks[1] - cb[1]) / cw[1]
+    if depth == 1:
+        comps = [(1.0, lambda rng, B: _neuron_atoms(act, F1, Ms, cw[1], rng, B))]
+        G1 = np.zeros((N, N))
+    else:
+        F2, Mt = _gaussian_factor("K^(2)", Ks[1]), (Ks[2] - cb[2]) / cw[2]
+        M2, M4 = _pair_derivatives(act, Ks[1])
+        h = 0.5 * np.diagonal(M2[..., 0, 0]).copy()
+        Hq = 0.5 * (M2[..., 0, 1] + M2[..., 1, 0])
+        Hd = 0.5 * M2[..., 0, 0]
+        np.fill_diagonal(Hq, h)
+        np.fill_diagonal(Hd, 0.0)
+        BM = Hq * Ms + np.diag(Ms)[:, None] * Hd + Hd.T * np.diag(Ms)[None, :]
+        comps = [(1.0, lambda rng, B: _neuron_atoms(act, F2, Mt, cw[2], rng, B)),
+                 (1.0, lambda rng, B: _response_atoms(act, F1, Ms, cw[1], cw[2], Hq, Hd, BM, rng, B))]
+        G1 = _kernel_shift_depth2(act, Ks[0], Ks[1], cw[1], cw[2], M4)
+    G1 = 0.5 * (G1 + G1.T) / n
+
+    mean = np.zeros((2, M))
+    mean[0] = K[np.ix_(test, train)] @ yt_t
+    sig = K[np.ix_(test, test)] - K[np.ix_(test, train)] @ Kinv_t @ K[np.ix_(train, test)]
+    cov = np.zeros((2, M, M))
+    cov[0] = 0.5 * (sig + sig.T)
+    shift = [(1.0, [(1.0, None, G1, None)])]
+    rng = np.random.default_rng(seed)
+    B = samples // n_batches
+    series = posterior_series(1)
+    batches = {1: [], 2: []}
+    for _ in range(n_batches):
+        # one independent sample set per component, shared by all graphs of this batch
+        U_atoms = [(w / n, sampler(rng, B)) for w, sampler in comps]
+        for m in (1, 2):
+            tot = 0.0
+            for t in series[(1, m)]:
+                (g,) = t.graphs
+                if g.vertices[0][0] == "U1":
+                    tot = tot + float(t.coefficient) * _graph_value(g, [U_atoms], yt, Kinv, R, B)
+            batches[m].append(math.factorial(m) * _symmetrize(np.asarray(tot)))
+    shift_parts = {}
+    for m in (1, 2):
+        tot = sum(float(t.coefficient) * _graph_value(t.graphs[0], [shift], yt, Kinv, R, 1)
+                  for t in series[(1, m)] if t.graphs[0].vertices[0][0] == "dK1")
+        shift_parts[m] = math.factorial(m) * _symmetrize(np.asarray(tot))
+    est = {m: np.mean(batches[m], 0) for m in (1, 2)}
+    err = {m: np.std(batches[m], 0, ddof=1) / np.sqrt(n_batches) for m in (1, 2)}
+    mean[1] = est[1] + shift_parts[1]
+    cov[1] = est[2] + shift_parts[2]
+    return LargePosterior(mean, cov, np.stack([np.zeros(M), err[1]]), np.stack([np.zeros((M, M)), err[2]]),
+                          shift_parts[1], shift_parts[2], B * n_batches, seed)
