@@ -83,6 +83,7 @@ import numpy as np
 from scipy import optimize
 
 from ..conventions import check_array, check_int, check_real, pd_inverse, psd_eigh
+from ..threads import limit_threads
 from .planted import rectangular_outlier, t_matrix_outliers
 
 __all__ = ["CircuitSurvival", "LinearCircuitProblem", "tlbp_noise_variance", "threshold_temperature",
@@ -258,8 +259,19 @@ def column_background_stieltjes(w, variances, n):
     w_edge, g_edge = column_background_edge(tau, n)
     if w <= w_edge:
         raise ValueError(f"w={w!r} is not allowed: need w > the bulk edge {w_edge!r}")
-    F = lambda g: w * g - 1 - np.sum(tau * g / (1 - n * tau * g))
-    return optimize.brentq(F, 0.0, g_edge, xtol=1e-300, rtol=1e-14)
+    return _stieltjes_above_edge(w, tau, n, g_edge)
+
+
+def _stieltjes_above_edge(w, tau, n, g_edge):
+    """The smaller root of F(g) = w g - 1 - sum_j tau_j g / (1 - n tau_j g) in (0, g_edge) (w above the edge)."""
+    return optimize.brentq(lambda g: w * g - 1 - np.sum(tau * g / (1 - n * tau * g)), 0.0, g_edge,
+                           xtol=1e-300, rtol=1e-14)
+
+
+def _d_transform(z, tau, n, m, g_edge):
+    """D(z) = z^2 g_n(z^2) g_m(z^2) (BGN 2012), decreasing above the edge: an outlier at z > z0 iff theta^2 D(z0) > 1."""
+    gn = _stieltjes_above_edge(z * z, tau, n, g_edge)
+    return z * z * gn * ((n / m) * gn + (1 - n / m) / (z * z))
 
 
 def _anisotropic_tau(covariance_eigenvalues, t, gamma, rho):
@@ -271,12 +283,13 @@ def _anisotropic_tau(covariance_eigenvalues, t, gamma, rho):
 
 
 def anisotropic_survival(thetas, t, input_variances, *, n, gamma=0.0, background=0.0,
-                         z_max_factor=50.0) -> CircuitSurvival:
+                         z_max_factor=20.0, n_grid=200) -> CircuitSurvival:
     """Survival of each circuit when the TLBP curvature is S = O diag(input_variances) O^T (not whitened), by
     the T-matrix of the bulk resolvent: M(z) = diag(z g_n(z^2) 1_r, z g_m(z^2) 1_r) with g_n from
     :func:`column_background_stieltjes` at column variances tau_j(t) = rho^2 + 1/(lambda_j / t + gamma),
     roots of det(1 - Theta M(z)) = 0 by :func:`sft.circuits.t_matrix_outliers` (module docstring).
-    u, v Haar (independent of S). m = len(input_variances); search interval (edge, z_max_factor * edge).
+    u, v Haar (independent of S). m = len(input_variances); search interval (edge, z_max_factor * edge) on
+    ``n_grid`` points (an outlier beyond it, theta_k > ~ z_max_factor x the bulk edge, is not found: ValueError).
 
     >>> iso = isotropic_survival([6.0, 3.0], [1.0], n=4, m=9)
     >>> ani = anisotropic_survival([6.0, 3.0], [1.0], np.ones(9), n=4)
@@ -288,21 +301,25 @@ def anisotropic_survival(thetas, t, input_variances, *, n, gamma=0.0, background
     n = check_int("n", n, 1)
     gamma, rho = _gamma(gamma), _background(background)
     zf = check_real("z_max_factor", z_max_factor, minimum=1, strict=True)
+    n_grid = check_int("n_grid", n_grid, 3)
     r = th.size
     m = np.size(input_variances)
     theta = np.block([[np.zeros((r, r)), np.diag(th)], [np.diag(th), np.zeros((r, r))]])
     fields = np.zeros((4, tt.size, r))
     for i, ti in enumerate(tt):
         tau = _anisotropic_tau(input_variances, ti, gamma, rho)
-        w_edge, _ = column_background_edge(tau, n)
+        w_edge, g_edge = column_background_edge(tau, n)
         z_edge = np.sqrt(w_edge)
 
         def M(z):
-            gn = column_background_stieltjes(z * z, tau, n)
+            gn = _stieltjes_above_edge(z * z, tau, n, g_edge)
             return np.diag(np.r_[np.full(r, z * gn), np.full(r, z * ((n / m) * gn + (1 - n / m) / (z * z)))])
 
-        roots, comp = t_matrix_outliers(M, theta, (z_edge, zf * z_edge))
+        roots, comp = t_matrix_outliers(M, theta, (z_edge, zf * z_edge), n_grid=n_grid)
         fields[0, i] = z_edge                                # lost circuits: the bulk edge, no overlap
+        if th.max() ** 2 * _d_transform(zf * z_edge, tau, n, m, g_edge) > 1:
+            raise ValueError(f"z_max_factor={z_max_factor!r} is not allowed here: the strongest circuit's outlier "
+                             f"lies beyond {zf:g} x the bulk edge at t={ti:g}; raise z_max_factor")
         for z, cvec in zip(roots, comp):
             k = int(np.argmax(cvec[:r] ** 2 + cvec[r:] ** 2))
             fields[:, i, k] = z, 2 * cvec[k] ** 2, 2 * cvec[r + k] ** 2, 2 * z * cvec[k] * cvec[r + k] / th[k]
@@ -381,6 +398,7 @@ def planted_linear_layer(n_out, n_in, thetas, *, n_samples, seed, background=0.0
     return LinearCircuitProblem(loss, w_star.ravel(), (x, y), U, V, th, S, teacher, rho, seed)
 
 
+@limit_threads()  # one BLAS thread: no oversubscription next to XLA (sft.threads)
 def tlbp_gaussian_draws(problem: LinearCircuitProblem, t, n_draws, *, gamma=0.0, seed):
     """Exact draws of the TLBP of the linear layer, W = w* + Z (S/t + gamma)^{-1/2} (Z iid N(0, 1), numpy
     float64, ``default_rng(seed)``; the inverse square root by :func:`sft.conventions.psd_eigh`).
@@ -401,6 +419,7 @@ def tlbp_gaussian_draws(problem: LinearCircuitProblem, t, n_draws, *, gamma=0.0,
     return problem.w_star.reshape(n, m) + Z @ A
 
 
+@limit_threads()
 def survival_statistics(weights, U, V, thetas):
     """Per-sample survival of each circuit from sampled weight matrices (numpy float64, batched SVD).
 
