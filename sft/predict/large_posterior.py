@@ -88,7 +88,7 @@ def _neuron_atoms(act, F, Mexp, cw, rng, B):
     return [(cw, s, None, s), (-cw, None, Mexp, None)]
 
 
-def _response_atoms(act, F, Mexp, cw1, cw2, Hq, Hd, BM, rng, B):
+def _response_atoms(act, F, Ms, cw1, cw2, Hq, Hd, BM, rng, B):
     """Atoms of X_b = cw2 B(cw1 (s s^T - <s s^T>)) (module docstring), s = sigma(F xi)."""
     s = np.asarray(act.fn(rng.standard_normal((B, F.shape[1])) @ F.T), dtype=np.float64)
     c = cw1 * cw2
@@ -118,14 +118,15 @@ _PATHS = {}
 
 
 def _einsum(spec, *ops):
+    """np.einsum with its greedy contraction order, planned once per spec and shapes."""
     key = (spec,) + tuple(o.shape for o in ops)
     if key not in _PATHS:
         _PATHS[key] = np.einsum_path(spec, *ops, optimize="greedy")[0]
     return np.einsum(spec, *ops, optimize=_PATHS[key])
 
 
-def _graph_value(g, vertex_atoms, yt, Kinv, R, B):
-    """Batch mean over sampled neurons of one graph (free test axes in order), summed over pairings and atoms.
+def _graph_value(g, vertex_atoms, yt, Kinv, R):
+    """Mean over the sampled neurons (rows of the batch arrays) of one graph (free test axes in order), summed over pairings and atoms.
 
     vertex_atoms[i]: list of (weight, factor atom lists) components for vertex i; the X factors of one
     component share a sample (same batch row), different vertices use their own independent samples.
@@ -180,9 +181,8 @@ def _graph_value(g, vertex_atoms, yt, Kinv, R, B):
                     specs.append("i" + leg[a]), ops.append(left)
                 if right is not None:
                     specs.append("i" + leg[b]), ops.append(right)
-        batched = any("i" in s for s in specs)
-        val = _einsum(",".join(specs) + "->" + ("i" if batched else "") + "".join(out), *ops)
-        total = total + coef * (val.mean(0) if batched else val)
+        batch = next((o.shape[0] for sp, o in zip(specs, ops) if "i" in sp), 1)  # summed over the batch
+        total = total + coef / batch * _einsum(",".join(specs) + "->" + "".join(out), *ops)
     return total
 
 
@@ -280,13 +280,12 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
     yt, Kinv = np.zeros(N), np.zeros((N, N))
     yt[train], Kinv[np.ix_(train, train)] = yt_t, Kinv_t
 
-    # vertex components: (weight, sampler(rng, B) -> atoms of one X factor)
+    # sampled vertex components: sampler(rng, B) -> atoms of one X factor
     F1, Ms = _gaussian_factor("K^(1)", Ks[0]), (Ks[1] - cb[1]) / cw[1]
-    if depth == 1:
-        comps = [(1.0, lambda rng, B: _neuron_atoms(act, F1, Ms, cw[1], rng, B))]
-        G1 = np.zeros((N, N))
-    else:
-        F2, Mt = _gaussian_factor("K^(2)", Ks[1]), (Ks[2] - cb[2]) / cw[2]
+    Fn, Mn = (F1, Ms) if depth == 1 else (_gaussian_factor("K^(2)", Ks[1]), (Ks[2] - cb[2]) / cw[2])
+    comps = [lambda rng, B: _neuron_atoms(act, Fn, Mn, cw[depth], rng, B)]
+    G1 = np.zeros((N, N))
+    if depth == 2:
         M2, M4 = _pair_derivatives(act, Ks[1])
         h = 0.5 * np.diagonal(M2[..., 0, 0]).copy()
         Hq = 0.5 * (M2[..., 0, 1] + M2[..., 1, 0])
@@ -294,8 +293,7 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
         np.fill_diagonal(Hq, h)
         np.fill_diagonal(Hd, 0.0)
         BM = Hq * Ms + np.diag(Ms)[:, None] * Hd + Hd.T * np.diag(Ms)[None, :]
-        comps = [(1.0, lambda rng, B: _neuron_atoms(act, F2, Mt, cw[2], rng, B)),
-                 (1.0, lambda rng, B: _response_atoms(act, F1, Ms, cw[1], cw[2], Hq, Hd, BM, rng, B))]
+        comps.append(lambda rng, B: _response_atoms(act, F1, Ms, cw[1], cw[2], Hq, Hd, BM, rng, B))
         G1 = _kernel_shift_depth2(act, Ks[0], Ks[1], cw[1], cw[2], M4)
     G1 = 0.5 * (G1 + G1.T) / n
 
@@ -308,24 +306,25 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
     rng = np.random.default_rng(seed)
     B = samples // n_batches
     series = posterior_series(1)
-    batches = {1: [], 2: []}
+
+    def u_part(m, atoms):
+        """The U graphs of the O(1/n) part of c_m with the U1 vertex given by ``atoms`` (components)."""
+        tot = sum(float(t.coefficient) * _graph_value(t.graphs[0], [atoms], yt, Kinv, R)
+                  for t in series[(1, m)] if t.graphs[0].vertices[0][0] == "U1")
+        return math.factorial(m) * _symmetrize(np.asarray(tot))
+
+    parts = {1: [], 2: []}
     for _ in range(n_batches):
-        # one independent sample set per component, shared by all graphs of this batch
-        U_atoms = [(w / n, sampler(rng, B)) for w, sampler in comps]
+        drawn = [(1.0 / n, sampler(rng, B)) for sampler in comps]  # independent neurons per component and batch
         for m in (1, 2):
-            tot = 0.0
-            for t in series[(1, m)]:
-                (g,) = t.graphs
-                if g.vertices[0][0] == "U1":
-                    tot = tot + float(t.coefficient) * _graph_value(g, [U_atoms], yt, Kinv, R, B)
-            batches[m].append(math.factorial(m) * _symmetrize(np.asarray(tot)))
+            parts[m].append(u_part(m, drawn))
+    est = {m: np.mean(parts[m], 0) for m in (1, 2)}
+    err = {m: np.std(parts[m], 0, ddof=1) / np.sqrt(n_batches) for m in (1, 2)}
     shift_parts = {}
     for m in (1, 2):
-        tot = sum(float(t.coefficient) * _graph_value(t.graphs[0], [shift], yt, Kinv, R, 1)
+        tot = sum(float(t.coefficient) * _graph_value(t.graphs[0], [shift], yt, Kinv, R)
                   for t in series[(1, m)] if t.graphs[0].vertices[0][0] == "dK1")
         shift_parts[m] = math.factorial(m) * _symmetrize(np.asarray(tot))
-    est = {m: np.mean(batches[m], 0) for m in (1, 2)}
-    err = {m: np.std(batches[m], 0, ddof=1) / np.sqrt(n_batches) for m in (1, 2)}
     mean[1] = est[1] + shift_parts[1]
     cov[1] = est[2] + shift_parts[2]
     return LargePosterior(mean, cov, np.stack([np.zeros(M), err[1]]), np.stack([np.zeros((M, M)), err[2]]),
