@@ -180,6 +180,14 @@ def test_mala_tlbp_of_the_loss_matches_exact_gaussian():
     assert r.acceptance_rate.min() > 0.3      # largest curvature 1 in both blocks: step 0.15 t
     samples = np.asarray(r.samples)
     for j, p in enumerate(probs):
+        # the sampled law is the Gaussian of the module docstring: per-entry variance 1/(lambda_j / t) by input
+        dw2 = ((samples[..., j * D:(j + 1) * D] - p.w_star).reshape(32, -1, n, m) ** 2).mean(axis=(1, 2))
+        lam = np.diag(p.covariance)
+        for level in np.unique(lam):
+            per_chain = dw2[:, lam == level].mean(axis=1)
+            want = sv.tlbp_noise_variance(t, curvature=level)
+            z = (per_chain.mean() - want) / (per_chain.std(ddof=1) / np.sqrt(32))
+            assert abs(z) < Z_MAX, (j, level, z)
         mc = sv.survival_statistics(samples[..., j * D:(j + 1) * D].reshape(32, -1, n, m), p.U, p.V, p.thetas)
         ex = sv.survival_statistics(sv.tlbp_gaussian_draws(p, t, 3000, seed=4), p.U, p.V, p.thetas)
         for field in ("left", "right", "output", "score"):
