@@ -183,8 +183,8 @@ def threshold_temperature(thetas, *, n, m, gamma=0.0, background=0.0):
         return np.where(tau <= 0, 0.0, np.where(gamma * tau >= 1, np.inf, tau / (1 - gamma * tau)))
 
 
-def _theory_from_pairs(th, sv, left, right, out):
-    """CircuitSurvival fields score from the per-circuit singular values and output coefficients."""
+def _score(th, sv, out):
+    """S_K, K = 1..r, from the per-circuit singular values and output coefficients (module docstring)."""
     gain = (2 * th ** 2 * out - sv ** 2) / np.sum(th ** 2)
     return np.cumsum(gain, axis=-1)
 
@@ -210,7 +210,7 @@ def isotropic_survival(thetas, t, *, n, m, gamma=0.0, background=0.0) -> Circuit
     left, right = (short, long_) if n <= m else (long_, short)
     out = np.where(x > c ** 0.25, 1 - c / x ** 4, 0.0)
     sv = s * sig
-    return CircuitSurvival(sv, left, right, out, _theory_from_pairs(th, sv, left, right, out), th, tt)
+    return CircuitSurvival(sv, left, right, out, _score(th, sv, out), th, tt)
 
 
 # ---------------------------------------------------------------------- anisotropic theory
@@ -324,7 +324,7 @@ def anisotropic_survival(thetas, t, input_variances, *, n, gamma=0.0, background
             k = int(np.argmax(cvec[:r] ** 2 + cvec[r:] ** 2))
             fields[:, i, k] = z, 2 * cvec[k] ** 2, 2 * cvec[r + k] ** 2, 2 * z * cvec[k] * cvec[r + k] / th[k]
     sv, left, right, out = fields
-    return CircuitSurvival(sv, left, right, out, _theory_from_pairs(th, sv, left, right, out), th, tt)
+    return CircuitSurvival(sv, left, right, out, _score(th, sv, out), th, tt)
 
 
 def anisotropic_threshold_temperature(thetas, input_variances, *, n, gamma=0.0, background=0.0):
