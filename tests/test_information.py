@@ -61,6 +61,31 @@ def test_tlbp_covariance_function_space_equals_parameter_space():
         assert np.max(np.abs(C - direct)) < 1e-10 * np.max(np.abs(direct))
 
 
+def test_tlbp_information_against_mala_draws():
+    """A model linear in its parameters (the exact case of a linearized network): f = Phi w, L_n the mean
+    squared loss / 2 around the least-squares w*. Draws of sft.sim.sample_tlbp (MALA, exact; one draw per
+    chain after burn-in, so i.i.d.; float64) of f on 2 test inputs: the information (1/2) log det(I + C/sigma^2)
+    from their sample covariance (jackknife error) against tlbp_output_covariance with beta = nbeta / n."""
+    import jax
+    import jax.numpy as jnp
+    from sft.sim import jackknife, sample_tlbp
+
+    rng = np.random.default_rng(6)
+    D, n, P = 4, 12, 2
+    Phi, Phix = rng.standard_normal((n, D)), rng.standard_normal((P, D))
+    y = Phi @ rng.standard_normal(D) + 0.5 * rng.standard_normal(n)
+    w_star = np.linalg.lstsq(Phi, y, rcond=None)[0]
+    nbeta, gamma, s = 3.0, 1.0, 0.5
+    r = sample_tlbp(lambda w, b: 0.5 * jnp.mean((b[0] @ w - b[1]) ** 2), jnp.asarray(w_star), jax.random.key(0),
+                    gamma=gamma, step_size=0.1, n_chains=600, n_steps=50, thin=10, burn_in=150,
+                    data=(jnp.asarray(Phi), jnp.asarray(y)), nbeta=nbeta, method="mala",
+                    record=lambda w: jnp.asarray(Phix) @ w)
+    f = np.asarray(r.samples)[:, -1]
+    C = info.tlbp_output_covariance(Phix @ Phix.T, Phix @ Phi.T, Phi @ Phi.T, beta=nbeta / n, gamma=gamma)
+    mc, err = jackknife(lambda fs: info.gaussian_channel_information(np.cov(fs.T), s), f)
+    assert abs(mc - info.gaussian_channel_information(C, s)) < Z_MAX * err
+
+
 def test_scalar_channel_quadrature_exact_for_a_linear_map():
     for a, s in ((2.0, 0.5), (1.0, 0.05), (0.3, 2.0)):
         exact = 0.5 * np.log1p(a * a / s ** 2)
