@@ -50,6 +50,18 @@ def test_channel_information_equals_two_block_schur_form():
     assert v.shape == (2,) and abs(v[1] - info.gaussian_channel_information(K, 2.0)) < 1e-13
 
 
+def test_negentropy_is_invariant_and_additive():
+    """J(cov, kappa4) is invariant under y -> A y (both transformed) and additive over independent blocks."""
+    rng = np.random.default_rng(7)
+    k4 = np.zeros((2, 2, 2, 2))
+    k4[0, 0, 0, 0], k4[1, 1, 1, 1] = 0.3, -0.2                       # independent coordinates
+    J = info.negentropy_from_cumulants(np.diag([1.0, 2.0]), k4)
+    assert abs(J - (0.3 ** 2 + (0.2 / 4) ** 2) / 48) < 1e-15
+    A = rng.standard_normal((2, 2)) + 2 * np.eye(2)
+    JA = info.negentropy_from_cumulants(A @ np.diag([1.0, 2.0]) @ A.T, np.einsum("ia,jb,kc,ld,abcd->ijkl", A, A, A, A, k4))
+    assert abs(JA - J) < 1e-12 * J
+
+
 def test_tlbp_covariance_function_space_equals_parameter_space():
     """Woodbury (NTK blocks) against the parameter-space covariance J_x (beta J_T^T J_T + gamma)^-1 J_x^T."""
     rng = np.random.default_rng(1)

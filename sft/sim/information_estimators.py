@@ -56,7 +56,6 @@ _GRAM_CHUNK = 512
 
 
 def _samples(name, a):
-    a = np.asarray(a, dtype=np.float64) if not isinstance(a, str) else a
     a = check_array(name, a, ndim=(1, 2))
     return a[:, None] if a.ndim == 1 else a
 
