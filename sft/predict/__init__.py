@@ -7,6 +7,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     'infinite_width': ['GPPosterior', 'EnsemblePrediction', 'gp_posterior', 'ntk_flow', 'ntk_gradient_descent', 'gd_stability_limit'],
     'posterior_correction': ['quartic_cumulant_from_vertex', 'posterior_mean_correction', 'posterior_cov_correction', 'kernel_shift_correction', 'NetworkPosteriorCorrection', 'network_posterior_correction', 'ImportancePosterior', 'importance_posterior'],
     'nearly_gaussian_posterior': ['VERTICES', 'PosteriorTerm', 'posterior_series', 'posterior_series_latex', 'PerturbativePosterior', 'perturbative_posterior'],
+    'sampled_posterior': ['SampledPosterior', 'sampled_network_posterior', 'network_prior_cumulants'],
     'gd_correction': ['GDCorrection', 'gd_mean_correction', 'population_correction'],
     'hyperparameters': ['log_marginal_likelihood', 'HyperparameterFit', 'fit_hyperparameters'],
     'information': ['gaussian_entropy', 'gaussian_channel_information', 'gaussian_mutual_information', 'negentropy_from_cumulants', 'LayerInformation', 'layer_information', 'scalar_channel_information', 'tlbp_output_covariance'],
