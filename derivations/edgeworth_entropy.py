@@ -24,6 +24,12 @@ derivations/out/edgeworth_entropy.md.
    I(z; z + sigma eps) = 1/2 log det(I + K/sigma^2) is the kernel shift,
        dI = (1/(2n)) tr[(K + sigma^2 I)^(-1) G1]      (first order of the log-determinant),
    and the vertex enters only at O(1/n^2), through -lambda4^2/48 (item 1, lambda4 = O(1/n)).
+4. Between consecutive layers. Layer l-1 acts on a neuron of layer l only through G = G^(l), so
+   I(layer l-1; Y) = I(G; Y) = h(Y) - h(Y | G) = I_l - E[(1/2) log det(I + G/sigma^2)]. With G = Gbar + dG,
+   log det(M + dG) = log det M + tr(M^-1 dG) - (1/2) tr(M^-1 dG M^-1 dG) + O(dG^3) (the series of
+   log(1 + x) = x - x^2/2 + ..., checked below by :func:`logdet_second_order`), E dG = 0, E[dG dG] = V/n,
+   and I_l = (1/2) log det(I + Gbar/sigma^2) + O(1/n^2) (item 3):
+       I(G; Y) = (1/4) E tr(M^-1 dG M^-1 dG) = (1/(4n)) sum_abcd M^-1_ab V_(bc)(da) M^-1_cd + O(1/n^2).
 """
 from __future__ import annotations
 
@@ -77,12 +83,24 @@ def coefficients():
     return {"k3^2": J.coeff(eps, 2).coeff(lam3, 2), "k4^2": J.coeff(eps, 4).coeff(lam4, 2).subs(lam3, 0)}
 
 
+def logdet_second_order():
+    """Second-order coefficient of log det(M + t D) in t for a symbolic symmetric 2 x 2 M and D, minus
+    -(1/2) tr(M^-1 D M^-1 D): simplifies to 0 (item 4)."""
+    t = sp.Symbol("t")
+    m11, m12, m22, d11, d12, d22 = sp.symbols("m11 m12 m22 d11 d12 d22")
+    M, D = sp.Matrix([[m11, m12], [m12, m22]]), sp.Matrix([[d11, d12], [d12, d22]])
+    series = sp.series(sp.log((M + t * D).det()), t, 0, 3).removeO()
+    Minv = M.inv()
+    return sp.simplify(series.coeff(t, 2) + sp.Rational(1, 2) * (Minv * D * Minv * D).trace())
+
+
 def main():
     J = negentropy_series(4)
     c = coefficients()
     text = ("# Negentropy of a nearly-Gaussian law (Edgeworth)\n\n"
             f"J = {sp.sstr(sp.collect(J, eps))}\n\n"
-            f"coefficient of lambda3^2 eps^2: {c['k3^2']}; of lambda4^2 eps^4: {c['k4^2']}\n")
+            f"coefficient of lambda3^2 eps^2: {c['k3^2']}; of lambda4^2 eps^4: {c['k4^2']}\n\n"
+            f"second-order log-det term minus -(1/2) tr(M^-1 D M^-1 D): {logdet_second_order()}\n")
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(text)
     print(text)

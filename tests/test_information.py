@@ -22,7 +22,8 @@ def _repeat(fn, R):
 
 # ------------------------------------------------------------------------------- closed forms
 def test_edgeworth_negentropy_coefficients_from_the_derivation():
-    from derivations.edgeworth_entropy import coefficients
+    from derivations.edgeworth_entropy import coefficients, logdet_second_order
+    assert logdet_second_order() == 0
     c = coefficients()
     assert c["k3^2"] == sp_rational(1, 12) and c["k4^2"] == sp_rational(1, 48)
     assert info.NEGENTROPY_K3 == float(c["k3^2"]) and info.NEGENTROPY_K4 == float(c["k4^2"])
@@ -179,7 +180,9 @@ def test_where_the_estimators_break():
 def test_layer_information_against_finite_width_networks():
     """One tanh neuron of the readout (depth 2, C_W = 1, C_b = 0, two inputs), sigma = 0.1, over the
     parameter ensemble: Monte Carlo from per-network metrics (exact conditional law, float64) at widths
-    16-1024 against I_inf + shift/n + vertex term: |z| < 4 at every width. Also records the infinite-width z."""
+    16-1024 against I_inf + shift/n + vertex term: |z| < 4 at every width. Also records the infinite-width z.
+    And the information between the whole hidden layer 2 and the noisy readout neuron, (1/(4n)) M^-1 V M^-1
+    (field ``metric``) against sft.sim.metric_information at n = 16, 64 (nonzero by > 4 SE at n = 16)."""
     x = np.sqrt(2.0) * np.array([[1.0, 0.0], [0.6, 0.8]])
     s = 0.1
     th = info.layer_information(x, depth=2, activation="tanh", C_W=1.0, C_b=0.0, sigma=s, widths=64)
@@ -188,6 +191,10 @@ def test_layer_information_against_finite_width_networks():
     for n, M, seed in ((16, 3000, 10), (64, 2000, 11), (256, 1500, 12), (1024, 600, 13)):
         G = sample_metrics(np.random.default_rng(seed), x @ x.T / 2, widths=[n, n], activation="tanh",
                            C_W=1.0, C_b=0.0, n_networks=M)[:, 2]
+        if n <= 64:     # information between the whole layer 2 and the noisy readout neuron: O(1/n), vertex
+            mi, mi_err = est.metric_information(G, s, rng=np.random.default_rng(seed + 200))
+            assert abs(mi - th.metric[0, 2] * 64 / n) < Z_MAX * mi_err, (n, mi, th.metric[0, 2] * 64 / n, mi_err)
+            assert mi > Z_MAX * mi_err or n > 16, (mi, mi_err)           # resolved at n = 16
         mc, err = est.scale_mixture_information(G, s, rng=np.random.default_rng(seed + 100))
         theory = th.infinite[0, 2] + th.shift[0, 2] / n + th.vertex_term[0, 2] * (64 / n) ** 2
         assert abs(mc - theory) < Z_MAX * err, (n, mc, theory, err)
@@ -215,6 +222,7 @@ def test_layer_information_against_finite_width_networks():
     (lambda: est.scale_mixture_information(np.ones((4, 1, 1)), -1.0, rng=np.random.default_rng(0)), "sigma"),
     (lambda: est.scale_mixture_information(np.ones((4, 1, 2)), 1.0, rng=np.random.default_rng(0)), "G has shape"),
     (lambda: est.scale_mixture_information(np.ones((4, 1, 1)), 1.0, rng=0), "rng"),
+    (lambda: est.metric_information(np.ones((4, 1, 1)), 0.0, rng=np.random.default_rng(0)), "sigma"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

@@ -32,7 +32,17 @@ Which random variables (be explicit; the answer depends on it):
     extra O(1) term I(G; Y_layer) (a layer reveals its metric); not implemented here.
     Two layers l < l' (in the same ensemble): at infinite width z^(l) and z^(l') are uncorrelated (the
     last weights are independent and zero-mean), so the Gaussian closed form gives I = 0 between single
-    neurons of different layers; their dependence runs through the metric and is O(1/n).
+    neurons of different layers; their dependence runs through the metric and is O(1/n). Consecutive
+    layers, exactly: the whole layer l-1 acts on a neuron of layer l only through G^(l) (Markov), so
+    I(layer l-1; Y_l) = I(G^(l); Y_l) = I_l - E[(1/2) log det(I + G^(l)/sigma^2)]. Expanding the log-det to
+    second order in dG = G - E G (Cov dG = V/n_{l-1}) and using I_l = (1/2) log det(I + E G/sigma^2) + O(1/n^2):
+
+        I(layer l-1; Y_l) = (1/(4 n_{l-1})) sum_{abcd} M^{-1}_{ab} V^(l)_{(bc)(da)} M^{-1}_{cd} + O(1/n^2),
+        M = K^(l) + sigma^2 I
+
+    (field ``metric``; one input: V / (4 n (K + sigma^2)^2), the Fisher information of one Gaussian sample
+    about its variance times the prior variance V/n, halved). The four-point vertex sets the information
+    between layers at O(1/n); Monte Carlo: :func:`sft.sim.metric_information`.
 
 (T) Over the TLBP p_t(w) ∝ exp(-nbeta L_n(w) - (gamma/2)|w - w*|^2) (:func:`sft.sim.sample_tlbp`) for a
     wide network, linearized at w* (f = f* + J (w - w*)); L_n = (1/(2n)) sum |f - y|^2. The output
@@ -181,13 +191,15 @@ class LayerInformation(NamedTuple):
     first_order (S, depth+1): infinite + shift / n_{l-1} (the O(1/n) theory);
     shift (S, depth+1): (1/2) tr[(K + sigma^2)^{-1} G1] (coefficient of 1/n_{l-1}; 0 at l = 1);
     vertex_term (S, depth+1): -(1/48) sum kappa~4^2 at width n_{l-1}, the vertex's O(1/n^2) part
-    (the O(1/n^2) kernel shift G2 is not included); sigma (S,); K (depth+1, N, N); G1; V; widths.
+    (the O(1/n^2) kernel shift G2 is not included); metric (S, depth+1): I(layer l-1; Z + sigma eps) at
+    O(1/n), set by the vertex (module docstring); sigma (S,); K (depth+1, N, N); G1; V; widths.
     """
 
     infinite: np.ndarray
     first_order: np.ndarray
     shift: np.ndarray
     vertex_term: np.ndarray
+    metric: np.ndarray
     sigma: np.ndarray
     K: np.ndarray
     G1: np.ndarray
@@ -223,14 +235,17 @@ def layer_information(x, *, depth, activation, C_W, C_b, sigma, widths) -> Layer
     infinite = np.stack([gaussian_channel_information(K, s) for K in mi.K], axis=-1)
     shift = np.zeros((s.size, depth_ + 1))
     vertex = np.zeros((s.size, depth_ + 1))
+    metric = np.zeros((s.size, depth_ + 1))
     for l in range(1, depth_ + 1):
         V = mi.V[l]
         k4 = (V + np.einsum("acbd->abcd", V) + np.einsum("adbc->abcd", V)) / n_prev[l]
         for j, sj in enumerate(s):
             Sy = mi.K[l] + sj ** 2 * np.eye(N)
-            shift[j, l] = 0.5 * np.trace(scipy.linalg.cho_solve(scipy.linalg.cho_factor(Sy), mi.G1[l]))
+            Minv = scipy.linalg.cho_solve(scipy.linalg.cho_factor(Sy), np.eye(N))
+            shift[j, l] = 0.5 * np.sum(Minv * mi.G1[l])
+            metric[j, l] = np.einsum("ab,bcda,cd->", Minv, V, Minv) / (4.0 * n_prev[l])
             vertex[j, l] = -negentropy_from_cumulants(Sy + mi.G1[l] / n_prev[l], k4)
-    return LayerInformation(infinite, infinite + shift / n_prev, shift, vertex, s, mi.K, mi.G1, mi.V, ws)
+    return LayerInformation(infinite, infinite + shift / n_prev, shift, vertex, metric, s, mi.K, mi.G1, mi.V, ws)
 
 
 def scalar_channel_information(f, sigma, *, x_cut=10.0, per_sigma=10, max_points=5 * 10 ** 7) -> float:

@@ -37,6 +37,8 @@ All estimators take x (S,) or (S, d_x) and y (S,) or (S, d_y), float64, i.i.d. r
   neuron given the previous layer): h(Y) = h_Gauss(mean G + sigma^2 I) - J(Y) with the negentropy J
   estimated from the leave-one-out mixture density p(Y_s) = mean_{s' != s} N(Y_s; 0, G_s' + sigma^2 I);
   error from the per-sample influence (delta method), bias of the log of the mixture O(1/S).
+- :func:`metric_information`: I(G; Y) for the same mixture, the information between one noisy neuron of
+  layer l and the whole layer l-1 (Markov: the layer acts only through G), by the same mixture density.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ import scipy.special
 from ..conventions import check_array, check_int, check_real, psd_eigh
 
 __all__ = ["gaussian_plugin_information", "edgeworth_plugin_information", "ksg_information",
-           "scale_mixture_information"]
+           "scale_mixture_information", "metric_information"]
 
 _GRAM_CHUNK = 512
 
@@ -169,6 +171,32 @@ def ksg_information(x, y, *, k=3) -> float:
                  - np.mean(scipy.special.digamma(nx + 1) + scipy.special.digamma(ny + 1)))
 
 
+def _mixture(G, sigma, rng):
+    """Checked inputs, Y_s ~ N(0, G_s + sigma^2 I), log p_loo(Y_s) and log N(Y_s; 0, G_s + sigma^2 I)
+    (both without the common -(N/2) log 2 pi)."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng={rng!r} is not allowed: give a numpy.random.Generator")
+    G = check_array("G", G, ndim=3)
+    S, N = G.shape[0], G.shape[1]
+    if G.shape[2] != N or S < 2:
+        raise ValueError(f"G has shape {G.shape}: give S >= 2 covariances (S, N, N)")
+    sigma = check_real("sigma", sigma, minimum=0, strict=True)
+    psd_eigh("G", G, vectors=False)
+    Lf = np.linalg.cholesky(G + sigma ** 2 * np.eye(N))
+    Y = np.einsum("sab,sb->sa", Lf, rng.standard_normal((S, N)))
+    logdet = 2.0 * np.log(np.diagonal(Lf, axis1=1, axis2=2)).sum(1)          # (S,)
+    Ainv = np.linalg.inv(Lf)                                                  # triangular inverse factors
+    log_q, log_own = np.empty(S), np.empty(S)
+    for i in range(0, S, _GRAM_CHUNK):
+        u = np.einsum("tab,sb->sta", Ainv, Y[i:i + _GRAM_CHUNK])              # L_t^{-1} Y_s
+        e = -0.5 * np.sum(u * u, -1) - 0.5 * logdet[None, :]                  # (s, t)
+        rows = np.arange(e.shape[0])
+        log_own[i:i + _GRAM_CHUNK] = e[rows, i + rows]
+        e[rows, i + rows] = -np.inf                                           # leave one out
+        log_q[i:i + _GRAM_CHUNK] = scipy.special.logsumexp(e, axis=1) - math.log(S - 1)
+    return G, sigma, Y, log_q, log_own
+
+
 def scale_mixture_information(G, sigma, *, rng) -> tuple[float, float]:
     """(I, error) of I(Z; Z + sigma eps) with Z | G ~ N(0, G), from S sampled G (S, N, N) (module docstring).
 
@@ -182,30 +210,30 @@ def scale_mixture_information(G, sigma, *, rng) -> tuple[float, float]:
     >>> bool(abs(I - 0.5 * np.log(2.0)) < 1e-12)
     True
     """
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng={rng!r} is not allowed: give a numpy.random.Generator")
-    G = check_array("G", G, ndim=3)
-    S, N = G.shape[0], G.shape[1]
-    if G.shape[2] != N or S < 2:
-        raise ValueError(f"G has shape {G.shape}: give S >= 2 covariances (S, N, N)")
-    sigma = check_real("sigma", sigma, minimum=0, strict=True)
-    psd_eigh("G", G, vectors=False)
-    A = G + sigma ** 2 * np.eye(N)
-    Lf = np.linalg.cholesky(A)
-    Y = np.einsum("sab,sb->sa", Lf, rng.standard_normal((S, N)))
-    Abar = A.mean(0)
-    Lbar = np.linalg.cholesky(Abar)
-    logdet = 2.0 * np.log(np.diagonal(Lf, axis1=1, axis2=2)).sum(1)          # (S,)
-    Ainv = np.linalg.inv(Lf)                                                  # triangular inverse factors
-    log_q = np.empty(S)                                                       # log p_loo(Y_s) + (N/2) log 2 pi
-    for i in range(0, S, _GRAM_CHUNK):
-        u = np.einsum("tab,sb->sta", Ainv, Y[i:i + _GRAM_CHUNK])              # L_t^{-1} Y_s
-        e = -0.5 * np.sum(u * u, -1) - 0.5 * logdet[None, :]                  # (s, t)
-        e[np.arange(e.shape[0]), np.arange(i, i + e.shape[0])] = -np.inf      # leave one out
-        log_q[i:i + _GRAM_CHUNK] = scipy.special.logsumexp(e, axis=1) - math.log(S - 1)
+    G, sigma, Y, log_q, _ = _mixture(G, sigma, rng)
+    S, N = G.shape[:2]
+    Lbar = np.linalg.cholesky(G.mean(0) + sigma ** 2 * np.eye(N))
     v = scipy.linalg.solve_triangular(Lbar, Y.T, lower=True)
     log_gauss = -0.5 * np.sum(v * v, 0) - np.log(np.diag(Lbar)).sum()
     jterm = log_q - log_gauss
     I0 = np.log(np.diag(Lbar)).sum() - N * math.log(sigma)
     infl = 0.5 * np.einsum("ab,sba->s", scipy.linalg.cho_solve((Lbar, True), np.eye(N)), G - G.mean(0)) - jterm
     return float(I0 - jterm.mean()), float(infl.std(ddof=1) / math.sqrt(S))
+
+
+def metric_information(G, sigma, *, rng) -> tuple[float, float]:
+    """(I, error) of I(G; Y), Y | G ~ N(0, G + sigma^2 I), from S sampled G (S, N, N): the information that one
+    noisy neuron of layer l carries about the whole previous layer (which acts only through the metric
+    G^(l); :func:`sft.predict.layer_information`, field ``metric``).
+
+    I = E[log N(Y; 0, G + sigma^2) - log p(Y)], estimated by mean_s [log N(Y_s; 0, G_s + sigma^2) - log p_loo(Y_s)]
+    with the leave-one-out mixture p_loo; error = std / sqrt(S). The log of the mixture is biased low by
+    O(1/S) (Jensen), so the estimate is biased high by O(Var_G / S). Cost O(S^2 N^2).
+
+    >>> I, err = metric_information(np.ones((300, 1, 1)), 1.0, rng=np.random.default_rng(0))   # G fixed: I = 0
+    >>> bool(abs(I) < 1e-12)
+    True
+    """
+    G, sigma, Y, log_q, log_own = _mixture(G, sigma, rng)
+    d = log_own - log_q
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
