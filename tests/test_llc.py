@@ -199,3 +199,119 @@ def test_ntk_llc_on_singular_ntk_perturbed_by_rounding_and_a_negative_one():
         assert abs(ntk_llc(Tp, n=5, nbeta=10.0, gamma=1.0) - exact) < 1e-12
     with pytest.raises(ValueError, match="ntk is not positive semi-definite.*tol"):
         ntk_llc(T - 1e-3 * np.eye(3), n=5, nbeta=10.0, gamma=1.0)
+
+
+# ------------------------------------------- first correction beyond the Gaussian (llc_correction)
+def _sym(t):
+    import itertools
+    return sum(np.transpose(t, p) for p in itertools.permutations(range(t.ndim))) / math.factorial(t.ndim)
+
+
+def test_derivation_perturbative_diagrams_and_1d_series_match_library():
+    from derivations import llc_perturbative as dp
+    from sft.sim import perturbative_llc
+    assert sorted(s for _, _, s in dp.first_order_diagrams()) == [8, 8, 12]
+    G, g3, g4 = sp.Symbol("G", positive=True), sp.Symbol("g3"), sp.Symbol("g4")
+    assert sp.simplify(dp.one_component_first_order() - (-g4 * G ** 2 / 8 + 5 * g3 ** 2 * G ** 3 / 24)) == 0
+    corr = sp.lambdify((dp.a, dp.gamma, dp.h, dp.b, dp.c), dp.llc_correction_1d())
+    for a, gam, h, b, c in [(20.0, 1.0, 1.0, 0.05, 0.25), (7.0, 3.0, 0.4, 0.1, -0.2)]:
+        e = perturbative_llc([[h]], [[[6 * c]]], [[[[24 * b]]]], nbeta=a, gamma=gam)
+        assert e.correction == pytest.approx(corr(a, gam, h, b, c), rel=1e-10)
+
+
+def test_perturbative_llc_is_the_feynman_series_and_its_a_derivative():
+    """log Z/Z_0 = the first-order connected vacuum diagrams of sft.symbolic.feynman (A = aH + gamma,
+    g3 = a T3, g4 = a T4); correction = -a d/da of it (central difference, error O(h^2) ~ 1e-8)."""
+    from sft.sim import perturbative_llc
+    from sft.symbolic.feynman import diagrams, evaluate
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3, 3))
+    H, T3, T4 = X @ X.T / 3, _sym(rng.normal(size=(3,) * 3)), _sym(rng.normal(size=(3,) * 4))
+    graphs = diagrams(0, 1, (4,)) + diagrams(0, 2, (3,))
+    log_z = lambda a: sum(float(evaluate(d, a * H + 0.7 * np.eye(3), {3: a * T3, 4: a * T4})) for d in graphs)
+    a, h = 5.0, 1e-4
+    e = perturbative_llc(H, T3, T4, nbeta=a, gamma=0.7)
+    assert e.log_z_correction == pytest.approx(log_z(a), rel=1e-12)
+    assert e.correction == pytest.approx(-a * (log_z(a + h) - log_z(a - h)) / (2 * h), rel=1e-6)
+
+
+def test_perturbative_llc_against_quadrature_error_is_next_order():
+    """L = d.H.d/2 + e T3 d^3/6 + e^2 T4 d^4/24 in 1-D and 2-D, exact lambda_hat by quadrature: the
+    Gaussian error scales as e^2 (ratio 4 when e halves), the corrected one as e^4 (ratio 16)."""
+    from sft.sim import perturbative_llc
+    a, gam = 20.0, 1.0
+    x, wq = np.polynomial.legendre.leggauss(300)
+    # 1-D: L = w^2/2 + e c w^3 + e^2 b w^4 (w = 0 the only minimum: 9 c^2 < 16 b)
+    c, b = 0.25, 0.05
+    g1, c1 = [], []
+    for eps in (0.4, 0.2):
+        w, ww = 4 * x, 4 * wq
+        L = w * w / 2 + eps * c * w ** 3 + eps ** 2 * b * w ** 4
+        p = ww * np.exp(-a * L - gam * w * w / 2)
+        exact = a * (p * L).sum() / p.sum()
+        e = perturbative_llc([[1.0]], [[[6 * eps * c]]], [[[[24 * eps ** 2 * b]]]], nbeta=a, gamma=gam)
+        g1.append(e.gaussian - exact)
+        c1.append(e.gaussian + e.correction - exact)
+    assert 3 < g1[0] / g1[1] < 5 and 12 < c1[0] / c1[1] < 20, (g1, c1)
+    # 2-D with anisotropic H and generic symmetric T3, T4 (T4 confining)
+    rng = np.random.default_rng(0)
+    Q = np.linalg.qr(rng.normal(size=(2, 2)))[0]
+    H = Q @ np.diag([1.0, 0.4]) @ Q.T
+    T3 = _sym(rng.normal(size=(2, 2, 2)))
+    T4 = 0.3 * _sym(rng.normal(size=(2,) * 4)) + 8 * _sym(np.einsum("ij,kl->ijkl", np.eye(2), np.eye(2)))
+    X, Y = np.meshgrid(4 * x, 4 * x, indexing="ij")
+    d, W = np.stack([X, Y], -1), np.outer(4 * wq, 4 * wq)
+    g2, c2 = [], []
+    for eps in (0.4, 0.2, 0.1):
+        L = (0.5 * np.einsum("...i,ij,...j->...", d, H, d) + eps / 6 * np.einsum("...i,...j,...k,ijk->...", d, d, d, T3)
+             + eps ** 2 / 24 * np.einsum("...i,...j,...k,...l,ijkl->...", d, d, d, d, T4))
+        p = W * np.exp(-a * L - gam * (d ** 2).sum(-1) / 2)
+        exact = a * (p * L).sum() / p.sum()
+        e = perturbative_llc(H, eps * T3, eps ** 2 * T4, nbeta=a, gamma=gam)
+        g2.append(e.gaussian - exact)
+        c2.append(e.gaussian + e.correction - exact)
+    assert all(3 < g2[i] / g2[i + 1] < 5 and 12 < c2[i] / c2[i + 1] < 20 for i in range(2)), (g2, c2)
+    assert abs(c2[-1]) < 0.01 * abs(g2[-1])
+
+
+def _small_interpolating_network(n=3, width=4, seed=3):
+    kw = dict(activation="tanh", C_W=1.5, C_b=0.1)
+    p = [(w[0], b[0]) for w, b in init_params(jax.random.key(seed), n_ensemble=1, in_dim=2, widths=[width])]
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(n, 2)))
+    prob = network_loss(p, x, apply(p, x, **kw), **kw)              # interpolating: L_n(w*) = 0
+    out = lambda w, xa: apply(prob.unravel(w), xa[None], **kw)[0]
+    return prob, out, x
+
+
+def test_network_expansion_equals_full_tensor_expansion():
+    """The Woodbury / P x P contractions of network_llc_expansion equal perturbative_llc on the full
+    Hessian, T3 and T4 of L_n (jax.jacfwd) of a D = 9 network at an interpolating w*."""
+    from sft.sim import network_derivatives, network_llc_expansion, perturbative_llc
+    prob, out, x = _small_interpolating_network(n=2, width=2)
+    Lf = lambda w: prob.loss(w, prob.data)
+    H, T3, T4 = jax.jit(lambda w: (jax.hessian(Lf)(w), jax.jacfwd(jax.hessian(Lf))(w),
+                                   jax.jacfwd(jax.jacfwd(jax.hessian(Lf)))(w)))(prob.w_star)
+    d = network_derivatives(out, prob.w_star, x, chunk=4)             # 9 = 4 + 4 + 1 (padded)
+    for nbeta, gamma in [(3.0, 1.0), (30.0, 0.3), (5.0, 10.0)]:
+        full = perturbative_llc(np.asarray(H), np.asarray(T3), np.asarray(T4), nbeta=nbeta, gamma=gamma)
+        net = network_llc_expansion(d, nbeta=nbeta, gamma=gamma)
+        assert net.gaussian == pytest.approx(full.gaussian, rel=1e-10)
+        assert net.correction == pytest.approx(full.correction, rel=1e-8, abs=1e-12)
+        assert net.log_z_correction == pytest.approx(full.log_z_correction, rel=1e-8, abs=1e-12)
+
+
+def test_llc_correction_bad_input():
+    from sft.sim import network_llc_expansion, perturbative_llc
+    with pytest.raises(ValueError, match="t3 has shape"):
+        perturbative_llc(np.eye(2), np.zeros((2, 2)), np.zeros((2,) * 4), nbeta=1.0, gamma=1.0)
+    with pytest.raises(ValueError, match="t4 is not symmetric"):
+        perturbative_llc(np.eye(2), np.zeros((2,) * 3), np.arange(16.0).reshape((2,) * 4), nbeta=1.0, gamma=1.0)
+    with pytest.raises(ValueError, match="positive definite"):
+        perturbative_llc(-np.eye(2), np.zeros((2,) * 3), np.zeros((2,) * 4), nbeta=1.0, gamma=0.5)
+    with pytest.raises(ValueError, match="nbeta=nan"):
+        perturbative_llc(np.eye(1), np.zeros((1,) * 3), np.zeros((1,) * 4), nbeta=float("nan"), gamma=1.0)
+    from sft.sim.llc_correction import NetworkDerivatives
+    z = NetworkDerivatives(np.ones((1, 2)), np.zeros(1), np.zeros((1, 1)), np.zeros((1,) * 3),
+                           np.zeros((1,) * 4), np.zeros((1, 1)), np.zeros((1,) * 4), 1)
+    with pytest.raises(ValueError, match="gamma=0.0"):
+        network_llc_expansion(z, nbeta=1.0, gamma=0.0)
