@@ -167,11 +167,12 @@ def plot(results, params):
         slope = np.polyfit(np.log(sizes), np.log(y), 1)[0]
         a.errorbar(sizes, y, se, fmt="o-", color=f"C{i + 3}", ms=4, capsize=2.5, lw=1,
                    label=rf"$t/t_1$ = {ratio:g}: slope {slope:.2f}")
-        inf = isotropic_survival(th[:1], ratio * tk_iso[0], n=n, m=m).left[0, 0]   # depends on t/t_1 only
-        if inf > 0:
-            a.axhline(inf, color=f"C{i + 3}", lw=0.8, ls="-")
+        if ratio < 1:   # n -> oo overlap (depends on t/t_1 only); 0 at and above the threshold
+            a.axhline(isotropic_survival(th[:1], ratio * tk_iso[0], n=n, m=m).left[0, 0], color=f"C{i + 3}", lw=0.8)
     a.plot(sizes, 1 / sizes, "k:", label=r"$1/n$ (random direction)")
     a.set(xscale="log", yscale="log", xlabel=r"size $n$ ($m = 2n$)", ylabel=r"$|\langle \hat u_1, u_1\rangle|^2$")
+    a.set_xticks(sizes, [f"{int(v)}" for v in sizes])
+    a.minorticks_off()
     a.set_title(r"(f) circuit 1 at fixed $t/t_1$ against size (exact draws)", fontsize=10)
     a.grid(alpha=0.3, which="both")
     a.legend(fontsize=7)
