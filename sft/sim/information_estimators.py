@@ -27,12 +27,14 @@ All estimators take x (S,) or (S, d_x) and y (S,) or (S, d_y), float64, i.i.d. r
   within eps_s in the x (y) space (scipy.spatial.cKDTree, p = inf). Known failures (shown in the tests):
   (i) deterministic or nearly deterministic maps, Y = f(X) + sigma eps with sigma -> 0: the joint
   samples lie near a manifold of lower dimension, the true I diverges like log(1/sigma) while KSG
-  saturates near log S (it cannot see below the sample spacing) - it gives a finite number for an
-  infinite quantity; exactly deterministic data with ties (eps_s = 0) is rejected (ValueError);
+  saturates (it cannot resolve below the sample spacing; measured for tanh(2 X) + sigma eps, S = 1000:
+  4.29 against the exact 5.55 nats at sigma = 1e-3, within 0.02 at sigma = 0.03) - it returns a finite
+  number for a quantity that diverges; exactly deterministic data with ties (eps_s = 0) is rejected (ValueError);
   (ii) high dimension / strong dependence: the bias grows with d_x + d_y and with I (KSG underestimates
   strongly dependent high-dimensional Gaussians; Gao, Ver Steeg & Galstyan 2015, AISTATS, "Efficient
-  estimation of mutual information for strongly dependent variables"). Nearly unbiased for independent
-  variables and weak dependence in low dimension.
+  estimation of mutual information for strongly dependent variables"; measured, S = 1000: -5.1 nats at
+  d_x = d_y = 8, I = 8.55, and -0.030 +- 0.008 already at d_x = d_y = 2, I = 1.52). Nearly unbiased for
+  independent variables and weak dependence in low dimension (1 + 1 dims, I = 0.80: -0.001 +- 0.007).
 - :func:`scale_mixture_information`: I(Z; Z + sigma eps) when Z | G ~ N(0, G) with sampled G (a network
   neuron given the previous layer): h(Y) = h_Gauss(mean G + sigma^2 I) - J(Y) with the negentropy J
   estimated from the leave-one-out mixture density p(Y_s) = mean_{s' != s} N(Y_s; 0, G_s' + sigma^2 I);
