@@ -315,3 +315,13 @@ def test_llc_correction_bad_input():
                            np.zeros((1,) * 4), np.zeros((1, 1)), np.zeros((1,) * 4), 1)
     with pytest.raises(ValueError, match="gamma=0.0"):
         network_llc_expansion(z, nbeta=1.0, gamma=0.0)
+
+
+def test_reduced_rank_bottleneck_is_a_product_of_quadrics():
+    """H = 1, r = 0: f = b (a.x), K = |b|^2 |a|^2 (whitened x). Independently of Aoyagi & Watanabe:
+    int |a|^(2z) |b|^(2z) da db has poles at z = -M/2 (from |a|) and -N/2 (from |b|), so
+    lambda = min(M, N)/2, of order 2 when M = N (the poles coincide), else 1."""
+    from fractions import Fraction
+    for M in range(1, 7):
+        for N in range(1, 7):
+            assert reduced_rank_learning_coefficient(M, N, 1, 0) == (Fraction(min(M, N), 2), 2 if M == N else 1)

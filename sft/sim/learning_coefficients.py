@@ -169,6 +169,14 @@ def reduced_rank_learning_coefficient(M, N, H, r) -> tuple[Fraction, int]:
     For an sft network with linear activation, one hidden layer of width H, input dimension M,
     n_out = N and C_b = 0 (biases flat), this is the learning coefficient of a rank-r teacher.
 
+    Verification (the paper's text could not be retrieved here, so the statement above is checked,
+    not quoted): the multiplicity rule (m = 2 iff case 1 and M + N + H + r odd) and case 3 agree with
+    independent public re-implementations of the 2005 result; tests/test_llc.py checks the regular
+    limit H = r (r (M + N - r)/2, and the Hessian rank of the sft linear network), the bottleneck
+    H = 1, r = 0 (K = |a|^2 |b|^2: lambda = min(M, N)/2, m = 2 iff M = N, derived independently), the
+    symmetry M <-> N, the saturation lambda = M N / 2 for H >= M + N - r + 1, and (M, N, H, r) =
+    (1, 1, 1, 0) against MALA samples of the normal crossing.
+
     >>> reduced_rank_learning_coefficient(1, 1, 1, 0)    # (w1 w2)^2: lambda = 1/2, m = 2
     (Fraction(1, 2), 2)
     >>> reduced_rank_learning_coefficient(3, 2, 2, 2)    # H = r: regular, r (M + N - r) / 2
