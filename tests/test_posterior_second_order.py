@@ -46,28 +46,32 @@ def _prior(case):
     return network_prior_cumulants(x, depth=c["depth"], **net)
 
 
-def _theory(case, **override):
-    """Generated series coefficients (n = 1): mean[j] (M,) for j = 0, 1, 2, prior data overridden by ``override``."""
+def _theory(case, cov=False, **override):
+    """Generated series coefficients (n = 1): mean[j] (M,) (or cov[j] (M, M)) for j = 0, 1, 2, prior data
+    overridden by ``override``."""
     c, x, y, train, test, net = _task(case)
     prior = dict(_prior(case))
     K = prior.pop("K")
     prior.update(override)
-    return perturbative_posterior(K, y, train=train, test=test, noise=c["noise"], n=1.0, order=2, **prior).mean
+    p = perturbative_posterior(K, y, train=train, test=test, noise=c["noise"], n=1.0, order=2, **prior)
+    return p.cov if cov else p.mean
 
 
 def _sampled(case, seed):
-    """Exact posterior mean at the test point (M = 1) and its error for each width in WIDTHS."""
+    """Exact posterior mean and variance at the test point (M = 1) and their errors for each width in WIDTHS."""
     c, x, y, train, test, net = _task(case)
     out = [sampled_network_posterior(x, y, train=train, test=test, widths=[int(n)] * c["depth"], noise=c["noise"],
                                      n_networks=NETWORKS, rng=np.random.default_rng(seed + i), **net)
            for i, n in enumerate(WIDTHS)]
-    return np.array([r.mean[0] for r in out]), np.array([r.mean_err[0] for r in out])
+    return (np.array([r.mean[0] for r in out]), np.array([r.mean_err[0] for r in out]),
+            np.array([r.cov[0, 0] for r in out]), np.array([r.cov_err[0, 0] for r in out]))
 
 
 @pytest.mark.parametrize("k, case", list(enumerate(CASES)))
 def test_second_order_posterior_mean_of_sampled_networks(k, case):
     """3(b): n^2 (exact posterior mean - first-order prediction) = c1 + c2/n + c3/n^2 fitted over n = 8..32
-    (weighted least squares, chi^2 checked); c1 equals the generated O(1/n^2) coefficient within 4 error bars.
+    (weighted least squares, chi^2 checked); c1 equals the generated O(1/n^2) coefficient within 4 error bars,
+    for the posterior mean and (same networks) the posterior variance.
     The check has power: the coefficient with the opposite sign, and the generator with one of its large
     generated terms dropped (each of the 49 terms of the O(1/n^2) mean whose omission moves the coefficient
     by more than 6 error bars: at least 5 of them for each network), and for two of the networks the generator without
@@ -75,7 +79,12 @@ def test_second_order_posterior_mean_of_sampled_networks(k, case):
     order-2 series is closer to the exact posterior than the order-1 series (by more than 3 error bars), and
     up to ``worse_up_to`` (relu, n = 8) it is farther: there the series is only asymptotic."""
     m = _theory(case)
-    truth, err = _sampled(case, 100 * k)
+    truth, err, var, var_err = _sampled(case, 100 * k)
+    # the posterior variance from the same networks: its O(1/n^2) coefficient within 4 error bars as well
+    v = _theory(case, cov=True)[:, 0, 0]
+    first_v = v[0] + v[1] / WIDTHS
+    cv, cverr, _ = fit_inverse_width(WIDTHS, WIDTHS ** 2 * (var - first_v), WIDTHS ** 2 * var_err, powers=(0, 1, 2))
+    assert abs(cv[0] - v[2]) < 4 * cverr[0], (case, cv, cverr, v[2])
     first = m[0, 0] + m[1, 0] / WIDTHS
     coef, cerr, chi2 = fit_inverse_width(WIDTHS, WIDTHS ** 2 * (truth - first), WIDTHS ** 2 * err, powers=(0, 1, 2))
     z = lambda target: (coef[0] - target) / cerr[0]  # noqa: E731
