@@ -8,8 +8,10 @@ JAX float64) against the exact draws of the SAME finite problem.
 Finite size. Away from the threshold the bias of a mean overlap is O(1/n) (test_planted), so the
 theory is compared with the Richardson extrapolation 2 X(2n) - X(n) of independent draws at sizes n and
 2n (error bar sqrt(4 se_2n^2 + se_n^2)); the remainder is O(1/n^2). Inside the critical window
-|t/t_k - 1| ~ n^{-1/3} the corrections are not a power series in 1/n, so the tested temperatures keep
-t/t_k <= 0.5 or >= 4 for every circuit. All z-scores |z| < Z_MAX = 4 at fixed seeds.
+|t/t_k - 1| ~ n^{-1/3} the corrections are not a power series in 1/n, and just above it the measured
+size exponent is still -0.76 (t = 2 t_k) or -0.93 (4 t_k) (figure circuit_temperature (f)), so the tested
+temperatures keep t/t_k <= 0.5 (kept circuits) or >= 16 (lost ones, exponent -1.01) for every circuit.
+All z-scores |z| < Z_MAX = 4 at fixed seeds.
 """
 import warnings
 
@@ -112,26 +114,39 @@ def test_background_stieltjes_against_empirical_resolvent():
             planted.marchenko_pastur_stieltjes(w, n / m), rel=1e-12)
 
 
-def _extrapolated(n, t, R, seed, input_variances=None, tk=T_K):
-    """Richardson 2 X(2n) - X(n) (and its error bar) of each statistic over R exact TLBP draws per size."""
+def _extrapolated(n, t, instances, draws, seed, input_variances=None, tk=T_K):
+    """Richardson 2 X(2n) - X(n) (and its error bar) of each statistic. Per size, ``instances`` independent
+    problems (fresh U, V, inputs: the theory averages over Haar directions, and with non-whitened inputs a
+    lost circuit's finite-size overlap depends on how v_k projects on the input covariance) with ``draws``
+    exact TLBP draws each; mean and standard error over the instance means (over the draws for one instance)."""
     out = []
     for j, size in enumerate((n, 2 * n)):
         m = 2 * size
         lam = None if input_variances is None else input_variances(m)
-        p = sv.planted_linear_layer(size, m, thetas_for(size, m, tk), n_samples=m, seed=seed + j, input_variances=lam)
-        st = sv.survival_statistics(sv.tlbp_gaussian_draws(p, t, R, seed=seed + 10 + j), p.U, p.V, p.thetas)
-        out.append({k: (v.mean(0), v.std(0, ddof=1) / np.sqrt(R)) for k, v in st.items()})
+        per = {}
+        for i in range(instances):
+            p = sv.planted_linear_layer(size, m, thetas_for(size, m, tk), n_samples=m, seed=seed + 1000 * j + i,
+                                        input_variances=lam)
+            st = sv.survival_statistics(sv.tlbp_gaussian_draws(p, t, draws, seed=seed + 1000 * j + i), p.U, p.V,
+                                        p.thetas)
+            for k, v in st.items():     # one instance: every draw; several: the instance means
+                per.setdefault(k, []).extend(v if instances == 1 else [v.mean(0)])
+        out.append({k: (np.mean(v, 0), np.std(v, 0, ddof=1) / np.sqrt(len(v))) for k, v in per.items()})
     return {k: (2 * out[1][k][0] - out[0][k][0], np.hypot(2 * out[1][k][1], out[0][k][1])) for k in out[0]}
 
 
-@pytest.mark.parametrize("t", [0.2, 16.0])
-def test_isotropic_theory_against_exact_tlbp_draws(t):
-    """Whitened inputs, sizes 24 x 48 and 48 x 96, 300 draws each: overlaps, output, score vs BGN theory
-    (c = 1/2; the theory is size-independent in these units since theta^2 = t_k sqrt(n m))."""
+@pytest.mark.parametrize("t, fields", [(0.2, ("left", "right", "output", "score")), (64.0, ("left", "right"))])
+def test_isotropic_theory_against_exact_tlbp_draws(t, fields):
+    """Whitened inputs, sizes 24 x 48 and 48 x 96, 300 draws each (one instance: the noise is rotation invariant,
+    so the law of the overlaps does not depend on U, V): overlaps, output, score vs BGN
+    theory (c = 1/2; size-independent in these units since theta^2 = t_k sqrt(n m)). t = 0.2: every circuit
+    kept (t/t_k <= 0.4). t = 64: every circuit lost (t/t_k >= 16, where the measured finite-size overlap
+    scales as n^-1.01, figure circuit_temperature (f)); only the overlaps, whose n -> oo value is 0: the
+    output and score of a lost pair carry its singular value, s/theta ~ sqrt(t/t_k), and its n^{-2/3} edge
+    shift, which the 1/n extrapolation does not remove."""
     n = 24
-    ext = _extrapolated(n, t, 300, seed=1)
+    ext = _extrapolated(n, t, 1, 300, seed=1)
     theory = sv.isotropic_survival(thetas_for(n, 2 * n), t, n=n, m=2 * n)
-    fields = ("left", "right", "output") + (("score",) if t < min(T_K) else ())  # lost pairs: edge bias ~ n^{-2/3}
     for field in fields:
         mean, se = ext[field]
         z = (mean - getattr(theory, field)[0]) / se
@@ -140,20 +155,21 @@ def test_isotropic_theory_against_exact_tlbp_draws(t):
 
 def test_anisotropic_theory_against_exact_tlbp_draws():
     """Non-whitened inputs (variances 1 and 1/4): the T-matrix overlaps with the Silverstein resolvent vs exact
-    draws, at a temperature where circuits 1, 2 survive (t <= t_k / 2) and circuit 3 is lost (t >= 4 t_k)."""
+    draws (30 instances x 10 draws per size), at a temperature where circuits 1, 2 survive (t <= t_k / 2) and
+    circuit 3 is lost (t >= 16 t_k; its output is not tested, see the isotropic test)."""
     n = 24
-    tk_iso = np.array([8.0, 4.0, 0.25])
+    tk_iso = np.array([8.0, 4.0, 0.1])
     th = thetas_for(n, 2 * n, tk_iso)
     tk = sv.anisotropic_threshold_temperature(th, two_level(2 * n), n=n)
     assert tk[0] > tk[1] > tk[2] and np.all(tk < tk_iso)      # weaker curvature on half the inputs: more noise
     t = 0.5 * tk[1]
-    assert t >= 4 * tk[2]
-    ext = _extrapolated(n, t, 300, seed=5, input_variances=two_level, tk=tk_iso)
+    assert t >= 16 * tk[2]
+    ext = _extrapolated(n, t, 30, 10, seed=5, input_variances=two_level, tk=tk_iso)
     theory = sv.anisotropic_survival(th, t, two_level(2 * n), n=n)
     assert theory.left[0, 2] == 0 and theory.left[0, 1] > 0.1
-    for field in ("left", "right", "output"):
+    for field, keep in (("left", slice(None)), ("right", slice(None)), ("output", slice(0, 2))):
         mean, se = ext[field]
-        z = (mean - getattr(theory, field)[0]) / se
+        z = (mean[keep] - getattr(theory, field)[0, keep]) / se[keep]
         assert np.all(np.abs(z) < Z_MAX), (field, z, mean, getattr(theory, field)[0])
 
 

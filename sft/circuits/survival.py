@@ -360,6 +360,7 @@ def anisotropic_threshold_temperature(thetas, input_variances, *, n, gamma=0.0, 
 
 
 # ---------------------------------------------------------------------- model and samples
+@limit_threads()
 def planted_linear_layer(n_out, n_in, thetas, *, n_samples, seed, background=0.0, input_variances=None):
     """A linear layer W (n_out, n_in) trained on labels of a teacher with planted circuits (module docstring).
 
