@@ -48,7 +48,8 @@ def test_derivation_matches_library():
     assert sp.simplify(sol[0] - tk) == 0
     f = sp.lambdify((der.theta, der.n, der.m, der.gamma, der.rho), tk)
     for th, n, m, g, rho in [(5.0, 10, 40, 0.0, 0.0), (7.0, 6, 9, 0.05, 0.3)]:
-        assert sv.threshold_temperature([th], n=n, m=m, gamma=g, background=rho)[0] == pytest.approx(f(th, n, m, g, rho), rel=1e-12)
+        got = sv.threshold_temperature([th], n=n, m=m, gamma=g, background=rho)[0]
+        assert got == pytest.approx(f(th, n, m, g, rho), rel=1e-12)
     x = np.array([1.0, 1.3, 2.5])
     c = 0.3
     n, m, t = 30, 100, 0.7

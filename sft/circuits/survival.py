@@ -273,7 +273,8 @@ def _stieltjes_above_edge(w, tau, n, g_edge):
 
 
 def _d_transform(z, tau, n, m, g_edge):
-    """D(z) = z^2 g_n(z^2) g_m(z^2) (BGN 2012), decreasing above the edge: an outlier at z > z0 iff theta^2 D(z0) > 1."""
+    """D(z) = z^2 g_n(z^2) g_m(z^2) (BGN 2012), decreasing above the edge: an outlier at z > z0 iff
+    theta^2 D(z0) > 1."""
     gn = _stieltjes_above_edge(z * z, tau, n, g_edge)
     return z * z * gn * ((n / m) * gn + (1 - n / m) / (z * z))
 
