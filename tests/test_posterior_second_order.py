@@ -197,3 +197,34 @@ def test_derivation_direct_expansion_equals_generator():
     md = deriv.OUT.read_text()          # the committed output lists the generator's current term counts
     for (j, m), terms in pp.posterior_series(2).items():
         assert f"| {j} | {len(terms)} |" in md
+
+
+def test_series_is_asymptotic_error_against_width_exact_linear():
+    """3(c) with exact truth: a linear network with two hidden layers (sft.predict.exact_posterior, quadrature over
+    the kernel scale; 2 training points, labels (1.6, -1.0), 1 test point) at noise sigma^2 = 1, 0.1, 0.01, 0.001.
+    From a width n* on, order 2 beats order 1 beats order 0 and the order-j error falls as n^-(j+1) (log-log slope
+    of the last three widths within 0.25); n* grows as the noise shrinks (posterior far from the prior):
+    n* <= 8 at sigma^2 = 1, >= 16 at 0.01; below it, at sigma^2 <= 0.01 and n <= 8, the order-2 series is worse
+    than the Gaussian-process posterior itself (figure posterior_error_width, panels 1-2)."""
+    from sft.predict import exact_posterior
+    rng = np.random.default_rng(11)
+    xtr, xte = rng.normal(size=(2, 4)), rng.normal(size=(1, 4))
+    y = np.array([1.6, -1.0])
+    prior = network_prior_cumulants(np.concatenate([xtr, xte]), depth=2, activation="linear", C_W=1.0, C_b=0.0)
+    K = prior.pop("K")
+    W = np.array([2, 4, 8, 16, 32, 64, 128])
+    nstar = []
+    for noise in (1.0, 0.1, 0.01, 0.001):
+        m = perturbative_posterior(K, y, train=[0, 1], test=[2], noise=noise, n=1.0, order=2, **prior).mean[:, 0]
+        exact = np.array([exact_posterior(xtr, y, xte, widths=[n, n], C_W=1.0, temperature=noise).mean[0] for n in W])
+        err = np.abs(np.cumsum(m[None] / W[:, None] ** np.arange(3.0), axis=1) - exact[:, None])
+        ordered = (err[:, 2] < err[:, 1]) & (err[:, 1] < err[:, 0])
+        first = int(np.argmax(ordered))
+        assert ordered[first:].all(), (noise, err)
+        nstar.append(W[first])
+        for j in range(3):
+            slope = np.polyfit(np.log(W[-3:]), np.log(err[-3:, j]), 1)[0]
+            assert abs(slope + j + 1) < 0.25, (noise, j, slope)
+        if noise <= 0.01:
+            assert np.all(err[W <= 8, 2] > err[W <= 8, 0]), (noise, err)
+    assert nstar == sorted(nstar) and nstar[0] <= 8 and nstar[2] >= 16, nstar
