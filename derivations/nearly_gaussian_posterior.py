@@ -118,7 +118,8 @@ def _direct(values):
         if b == 0:
             den += coef * sub(_y_derivative_ratio(0, a))
             num1 += coef * sub(c / A * _y_derivative_ratio(1, a))
-            num2 += coef * sub((Kvv - c ** 2 / A) * _y_derivative_ratio(0, a) + (c / A) ** 2 * _y_derivative_ratio(2, a))
+            num2 += coef * sub((Kvv - c ** 2 / A) * _y_derivative_ratio(0, a)
+                               + (c / A) ** 2 * _y_derivative_ratio(2, a))
         elif b == 1:
             num1 += -coef * sub(_y_derivative_ratio(0, a))
             num2 += -2 * coef * sub(c / A * _y_derivative_ratio(1, a))

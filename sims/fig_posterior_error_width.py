@@ -11,8 +11,8 @@ quadrature over the kernel scale (:func:`sft.predict.exact_posterior`), at noise
 Panels 3-4, sampled truth: the erf network with two hidden layers and the relu network with one of figure
 posterior_second_order (same task), exact posterior by importance sampling of S prior networks' metrics with
 control variates (:func:`sft.predict.sampled_network_posterior`, float64, 1 sigma error bars; open triangles:
-|error| + 2 sigma where |error| < 2 sigma, i.e. an upper limit). Grey dashed: reference slopes n^-1, n^-2, n^-3 (an order-j error falls
-as n^-(j+1) once the series is asymptotic).
+|error| + 2 sigma where |error| < 2 sigma, i.e. an upper limit). Grey dashed: reference slopes n^-1, n^-2,
+n^-3 (an order-j error falls as n^-(j+1) once the series is asymptotic).
 Run ``python sims/fig_posterior_error_width.py [--quick]`` or ``sft figures --only posterior_error_width``.
 """
 from __future__ import annotations
@@ -114,7 +114,8 @@ def plot(results, params):
         err = np.abs(partial_sums(results[f"theory-{case}"]["coefficients"], n) - exact[:, None])
         for j in range(3):
             solid = err[:, j] >= 2 * e            # else: consistent with 0, drawn as the 2 sigma upper limit
-            ax.errorbar(n[solid], err[solid, j], yerr=e[solid], fmt="o", color=f"C{j}", ms=4, capsize=2, label=labels[j])
+            ax.errorbar(n[solid], err[solid, j], yerr=e[solid], fmt="o", color=f"C{j}", ms=4, capsize=2,
+                        label=labels[j])
             ax.plot(n[~solid], err[~solid, j] + 2 * e[~solid], "v", mfc="white", color=f"C{j}", ms=6)
             ax.plot(n[solid], err[solid, j], "-", color=f"C{j}", lw=0.7, alpha=0.6)
         _references(ax, n, np.maximum(err[-1], 2 * e[-1]))
@@ -133,7 +134,8 @@ def plot(results, params):
     fig.suptitle("Error of the perturbative posterior mean against width at orders 0, 1, 2: the series helps once n is "
                  "large enough, and the threshold grows as the noise shrinks (posterior far from the prior)\n"
                  f"linear: exact quadrature; erf/relu: importance sampling of {params['n_networks']:,} networks per "
-                 "width with control variates (float64, 1σ; open triangles: 2σ upper limits where consistent with 0)", fontsize=9.5)
+                 "width with control variates (float64, 1σ; open triangles: 2σ upper limits where consistent with 0)",
+                 fontsize=9.5)
     return fig
 
 

@@ -107,8 +107,10 @@ def plot(results, params):
             n, d, e, coef = scaled_deviation(results, params, case, q)
             x = 1 / n
             xx = np.linspace(0, x.max() * 1.08, 100)
-            ax.errorbar(x, d, yerr=e, fmt="o", color="C0", ms=4, capsize=2.5, label="sampled networks (exact posterior)")
-            ax.plot(xx, np.full_like(xx, coef[2]), "-", color="k", lw=1.6, label=r"theory: generated $O(1/n^2)$ coefficient")
+            ax.errorbar(x, d, yerr=e, fmt="o", color="C0", ms=4, capsize=2.5,
+                        label="sampled networks (exact posterior)")
+            ax.plot(xx, np.full_like(xx, coef[2]), "-", color="k", lw=1.6,
+                    label=r"theory: generated $O(1/n^2)$ coefficient")
             no6 = results[f"theory-{case}"][f"{q}_no6"][2]
             ax.plot(xx, np.full_like(xx, no6), ":", color="C3", lw=1.4, label=r"theory without $\kappa_6$")
             lo, hi = min(d.min() - e.max(), coef[2], 0.0), max(d.max() + e.max(), coef[2], 0.0)
@@ -119,13 +121,16 @@ def plot(results, params):
                 ax.text(0.98, 0.03 if no6 < lo else 0.95, f"without $\\kappa_6$: {no6:.2f} (off scale)", color="C3",
                         transform=ax.transAxes, ha="right", va="bottom" if no6 < lo else "top", fontsize=8)
             ax.set_ylim(lo - pad, hi + pad)
-            title = f"{c['activation']}, {c['depth']} hidden layer{'s' if c['depth'] > 1 else ''}, $\\sigma^2$ = {c['noise']}"
+            layers = f"{c['depth']} hidden layer{'s' if c['depth'] > 1 else ''}"
+            title = f"{c['activation']}, {layers}, $\\sigma^2$ = {c['noise']}"
             if n.size >= 4:
                 fit, ferr, chi2 = fit_inverse_width(n, d, e, powers=(0, 1, 2))
                 ax.plot(xx, fit[0] + fit[1] * xx + fit[2] * xx ** 2, "--", color="C0", lw=1,
                         label=r"fit $c_1 + c_2/n + c_3/n^2$")
                 ax.errorbar([0.0], [fit[0]], yerr=[ferr[0]], fmt="s", color="C0", mfc="white", capsize=3)
-                title += f"\nfit $c_1$ = {fit[0]:.3f} ± {ferr[0]:.3f}, theory {coef[2]:.3f} (z = {(fit[0] - coef[2]) / ferr[0]:.1f}), $\\chi^2$/dof = {chi2:.1f}/{n.size - 3}"
+                z = (fit[0] - coef[2]) / ferr[0]
+                title += (f"\nfit $c_1$ = {fit[0]:.3f} ± {ferr[0]:.3f}, theory {coef[2]:.3f} (z = {z:.1f}), "
+                          f"$\\chi^2$/dof = {chi2:.1f}/{n.size - 3}")
             else:
                 title += f"\ntheory {coef[2]:.3f}"
             ax.set_title(title, fontsize=8.5)
@@ -144,7 +149,8 @@ def plot(results, params):
 
 FIGURE = Figure(
     name="posterior_second_order",
-    description="n^2 (posterior mean/variance - first-order prediction) of sampled networks vs the generated O(1/n^2) theory",
+    description="n^2 (posterior mean/variance - first-order prediction) of sampled networks vs the generated "
+                "O(1/n^2) theory",
     quick=QUICK, full=FULL, pieces=pieces, compute=compute, plot=plot)
 
 if __name__ == "__main__":

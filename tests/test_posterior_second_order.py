@@ -158,9 +158,10 @@ def test_derivation_direct_expansion_equals_generator():
     """derivations/nearly_gaussian_posterior.py: the posterior mean and variance of one training and one test
     point, expanded by direct sympy integration of the Edgeworth density (no Wick enumeration), equal the
     generated series at orders 0, 1, 2 (relative 1e-10) for random prior data; the generator with any one of its
-    49 O(1/n^2) mean terms or 62 variance terms dropped does not (relative 1e-8: every term is pinned); the derivation's operator form of the density
-    is sft's multivariate Edgeworth density (relative 1e-12); the series with disconnected graphs split and merged
-    (linked clusters) keeps 19 / 20 / 8 connected terms and its value; the committed output lists the counts."""
+    49 O(1/n^2) mean terms or 62 variance terms dropped does not (relative 1e-8: every term is pinned); the
+    derivation's operator form of the density is sft's multivariate Edgeworth density (relative 1e-12); the
+    series with disconnected graphs split and merged (linked clusters) keeps 19 / 20 / 8 connected terms and its
+    value; the committed output lists the counts."""
     rng = np.random.default_rng(3)
     K = np.array([[1.0, 0.6], [0.6, 1.2]])
     prior = {"dK1": _symmetric(rng.normal(size=(2, 2))), "dK2": _symmetric(rng.normal(size=(2, 2))),
