@@ -70,6 +70,7 @@ from ..conventions import check_array, check_depth, check_widths, layer_constant
 __all__ = ["OutputMetaKernels", "output_meta_kernels", "meta_kernel_step", "gaussian_factor_mean"]
 
 _KINDS = "sdet"  # sigma, sigma', sigma'', sigma'''
+_NODES = {1: 96, 2: 64, 3: 32, 4: 20}  # Gauss-Legendre nodes per side of each split, by dimension
 
 
 @functools.lru_cache(maxsize=64)
@@ -99,7 +100,7 @@ class _Gauss:
 
     def _rule(self, S):
         if S not in self._rules:
-            self._rules[S] = fw.gaussian_rule(self.K[np.ix_(S, S)])
+            self._rules[S] = fw.gaussian_rule(self.K[np.ix_(S, S)], n_nodes=_NODES[len(S)])
         return self._rules[S]
 
     def mean(self, factors, weight=None):
@@ -171,7 +172,7 @@ class _Gauss:
             Kc = KS[np.ix_(R, R)] - KRD @ np.linalg.solve(KDD, KRD.T)
         else:
             Kc = KS[np.ix_(R, R)]
-        zr, w = fw.gaussian_rule(0.5 * (Kc + Kc.T))
+        zr, w = fw.gaussian_rule(0.5 * (Kc + Kc.T), n_nodes=_NODES[len(R)])
         zS = np.zeros((len(w), len(S)))
         zS[:, R] = zr
         f = w * coef
