@@ -73,7 +73,7 @@ import numpy as np
 
 from ..conventions import require_x64
 
-__all__ = ["TrainedEnsemblePrediction", "trained_ensemble_gd", "trained_ensemble_flow"]
+__all__ = ["TrainedEnsemblePrediction", "trained_ensemble_gd", "trained_ensemble_flow", "ntk_change_gd"]
 
 _FIELDS = ("K", "G1", "Theta", "Theta1", "ntk_cov", "ntk_f2", "dntk_f", "dntk_f3", "ddntk_I", "ddntk_II")
 _FLOW_STEP = 0.02  # RK4 step in units of 1 / lam_max(Theta_XX)
@@ -141,17 +141,19 @@ def _rk4(P, y, h, state, I, II):
 def _trajectory(static, y, schedule, I0, II0, x):
     """Phi at the point x = (f0 (N,), H (N, N), dH (N, N, N), s) with (ddHI, ddHII) = s (I0, II0):
     f on all N inputs after every step of ``schedule`` (step sizes (S,)); returns (S + 1, N)."""
-    mode, P = static
+    mode, P = static[:2]
     f0, H, D, s = x
     I, II = s * I0, s * II0
     step = (lambda st, h: _gd_step(P, y, h, st, I, II)) if mode == "gd" else (
         lambda st, h: _rk4(P, y, h, st, I, II))
 
+    k = 1 if static[2:] == ("ntk",) else 0  # record f (default) or the NTK H
+
     def body(state, h):
         state = step(state, h)
-        return state, state[0]
+        return state, state[k]
     _, fs = jax.lax.scan(body, (f0, H, D), schedule)
-    return jnp.concatenate([f0[None], fs])
+    return jnp.concatenate([(f0, H)[k][None], fs])
 
 
 def _points(N, b, f=None, H=None, D=None, s=None):
@@ -268,6 +270,54 @@ def _run_blocks(fn, blocks):
     return dict(zip(names, jnp.split(res, np.cumsum(sizes)[:-1])))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _ntk_change(static, y, schedule, mk):
+    """1/n coefficient of E[H_t - H_0] (T, N, N): linear in dH and ddH, a polynomial in f0 (module docstring).
+
+    E[Psi_dH(f)[dH]] = sum_c (Psi_dH(e_c) - Psi_dH(-e_c))[dntk_f[.., c]] / 2 (Psi_dH is quadratic in f0 and
+    E[dH] = E[dH f f] = 0), plus E_f Psi_ddH(f)[ddntk] by the degree-3 rule; Psi the NTK trajectory.
+    """
+    N = mk["K"].shape[0]
+    psi = functools.partial(_trajectory, static + ("ntk",), y, schedule, mk["ddntk_I"], mk["ddntk_II"])
+    d1 = jax.vmap(lambda x, u: jax.jvp(psi, (x,), (u,))[1])
+    E, Theta = jnp.eye(N), mk["Theta"]
+    lamK, VK = jnp.linalg.eigh(mk["K"])
+    L = (VK * jnp.sqrt(jnp.clip(lamK, 0.0))).T
+    rule_f = jnp.concatenate([jnp.zeros((1, N)), L, -L])
+    rule_w = jnp.concatenate([jnp.array([1.0 - N]), jnp.full(2 * N, 0.5)])
+    PD = jnp.moveaxis(mk["dntk_f"], 3, 0)
+    pts = lambda f: _points(N, f.shape[0], f=f, H=Theta)
+    out = _run_blocks(d1, [("p", pts(E), _points(N, N, D=PD)), ("m", pts(-E), _points(N, N, D=PD)),
+                           ("dd", pts(rule_f), _points(N, 2 * N + 1, s=jnp.ones(2 * N + 1)))])
+    dntk = ((out["p"] - out["m"]) / 2).sum(0)
+    ddntk = jnp.einsum("r,r...->...", rule_w, out["dd"])
+    return dntk, ddntk
+
+
+def ntk_change_gd(meta_kernels, y_train, *, n_train, learning_rate, n_steps, record_every=1):
+    """Representation learning: the 1/n coefficient of the mean NTK change E[H_k - H_0] after k GD steps.
+
+    E_n[H_k - H_0] = Delta_k / n + O(1/n^2): at infinite width the NTK is frozen; at O(1/n) it moves by the
+    dNTK (correlated with f0 through the residual) and the ddNTKs (the H' equation of the module
+    docstring). Arguments as :func:`trained_ensemble_gd`. Returns (steps (T,), Delta (T, N, N),
+    parts {'dntk', 'ddntk'} -> (T, N, N)).
+
+    >>> from sft.predict.trained_ensemble import _toy_meta_kernels
+    >>> steps, delta, parts = ntk_change_gd(_toy_meta_kernels(3, seed=0), np.array([0.5, -0.3]), n_train=2,
+    ...                                     learning_rate=0.2, n_steps=4)
+    >>> delta.shape, float(abs(delta[0]).max())
+    ((5, 3, 3), 0.0)
+    """
+    require_x64("sft.predict.ntk_change_gd")
+    from ..sim.training import _check_schedule  # noqa: PLC0415
+    lr, k, every = _check_schedule(learning_rate, n_steps, record_every)
+    mk, y, lt = _meta(meta_kernels, n_train, y_train)
+    _warn_unstable(lr, lt)
+    dntk, ddntk = (np.asarray(a)[::every] for a in _ntk_change(("gd", n_train), jnp.asarray(y),
+                                                                jnp.full(k, float(lr)), mk))
+    return np.arange(0, k + 1, every), dntk + ddntk, dict(dntk=dntk, ddntk=ddntk)
+
+
 # ------------------------------------------------------------------------------ validation
 def _meta(meta_kernels, n_train, y_train):
     missing = [k for k in _FIELDS if not hasattr(meta_kernels, k)]
@@ -283,7 +333,10 @@ def _meta(meta_kernels, n_train, y_train):
             raise ValueError(f"meta_kernels.{k} has shape {mk[k].shape}: it must be {(N,) * nd} "
                              f"(N = {N} inputs, from meta_kernels.K)")
         if not np.all(np.isfinite(mk[k])):
-            raise ValueError(f"meta_kernels.{k} contains NaN or inf: it must be finite")
+            raise ValueError(f"meta_kernels.{k} contains NaN or inf: it must be finite (for kinked activations "
+                             "such as relu, output_meta_kernels returns inf for the ddNTK entries with "
+                             "coinciding inputs, which diverge: the O(1/n) trained ensemble does not exist "
+                             "there)")
     if isinstance(n_train, bool) or not isinstance(n_train, numbers.Integral) or not 1 <= n_train <= N:
         raise ValueError(f"n_train={n_train!r} is not allowed: it must be an integer in [1, N = {N}] "
                          "(the first n_train inputs of the meta-kernels are the training inputs)")
@@ -320,10 +373,7 @@ def trained_ensemble_gd(meta_kernels, y_train, *, n_train, learning_rate, n_step
     from ..sim.training import _check_schedule  # noqa: PLC0415
     lr, k, every = _check_schedule(learning_rate, n_steps, record_every)
     mk, y, lt = _meta(meta_kernels, n_train, y_train)
-    if lt[-1] > 0 and lr >= 2.0 / lt[-1]:
-        warnings.warn(f"learning_rate={lr!r} is at or above the stability limit 2/lambda_max(Theta_XX) = "
-                      f"{2.0 / lt[-1]:.6g} of the infinite-width dynamics: the expansion in 1/n describes "
-                      "a diverging trajectory", RuntimeWarning, stacklevel=2)
+    _warn_unstable(lr, lt)
     a, cov, means, covs = _compute(("gd", n_train), jnp.asarray(y), jnp.full(k, float(lr)), mk)
     rec = slice(None, None, every)
     return _result(np.arange(0, k + 1, every), a, cov, means, covs, rec)
@@ -366,6 +416,13 @@ def trained_ensemble_flow(meta_kernels, y_train, *, n_train, times) -> TrainedEn
     a, cov, means, covs = _compute(("flow", n_train), jnp.asarray(y), jnp.asarray(steps, dtype=jnp.float64),
                                    mk)
     return _result(t, a, cov, means, covs, np.asarray(marks[1:]))
+
+
+def _warn_unstable(lr, lt):
+    if lt[-1] > 0 and lr >= 2.0 / lt[-1]:
+        warnings.warn(f"learning_rate={lr!r} is at or above the stability limit 2/lambda_max(Theta_XX) = "
+                      f"{2.0 / lt[-1]:.6g} of the infinite-width dynamics: the expansion in 1/n describes "
+                      "a diverging trajectory", RuntimeWarning, stacklevel=3)
 
 
 def _result(times, a, cov, means, covs, rec):
