@@ -15,6 +15,8 @@ lambda_hat = -a d/da log Z.
    the e^2 term of log Z/Z_0, from the moments <w^4> = 3/A^2, <w^6> = 15/A^3, is
    -3 a b/A^2 + (15/2) a^2 c^2/A^3, equal to item 2 with g3 = 6 a c, g4 = 24 a b.
 4. delta_lambda = -a d/da of item 3 (A = a h + gamma): at gamma = 0, (15 c^2/(2 h^3) - 3 b/h^2) / a.
+5. Function-space Gaussian (sft.sim.function_space_llc), one eigendirection of C: for F ~ N(m, c)
+   reweighted by exp(-B (F - y)^2 / 2), B = a/n, E[(F - y)^2] = (m - y)^2/(1 + B c)^2 + c/(1 + B c).
 """
 from __future__ import annotations
 
@@ -64,6 +66,15 @@ def llc_correction_1d():
     return sp.simplify(-a * sp.diff(direct_gaussian_integration(), a))
 
 
+def function_space_second_moment():
+    """(E[(F - y)^2] by integration, the library's formula) for item 5."""
+    F, m, y = sp.symbols("F m y", real=True)
+    cc, B = sp.symbols("c B", positive=True)
+    wgt = sp.exp(-(F - m) ** 2 / (2 * cc) - B * (F - y) ** 2 / 2)
+    moment = sp.integrate((F - y) ** 2 * wgt, (F, -sp.oo, sp.oo)) / sp.integrate(wgt, (F, -sp.oo, sp.oo))
+    return sp.simplify(moment), (m - y) ** 2 / (1 + B * cc) ** 2 + cc / (1 + B * cc)
+
+
 def main():
     G = sp.Symbol("G", positive=True)
     g3, g4 = sp.symbols("g3 g4")
@@ -75,7 +86,9 @@ def main():
              f"2. One component: log Z/Z_0 = {series}",
              f"3. Direct Gaussian integration, e^2 term: {direct}; minus item 2 = {match}",
              f"4. delta_lambda = {llc_correction_1d()}; at gamma = 0: "
-             f"{sp.simplify(llc_correction_1d().subs(gamma, 0))}"]
+             f"{sp.simplify(llc_correction_1d().subs(gamma, 0))}",
+             "5. Function-space Gaussian: integral - library formula = "
+             f"{sp.simplify(sp.Add(*function_space_second_moment()[:1]) - function_space_second_moment()[1])}"]
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

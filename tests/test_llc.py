@@ -325,3 +325,44 @@ def test_reduced_rank_bottleneck_is_a_product_of_quadrics():
     for M in range(1, 7):
         for N in range(1, 7):
             assert reduced_rank_learning_coefficient(M, N, 1, 0) == (Fraction(min(M, N), 2), 2 if M == N else 1)
+
+
+# ------------------------------------------------- function-space Gaussian (fixed gamma, wide network)
+def test_function_space_llc_derivation_and_ntk_limit():
+    from derivations import llc_perturbative as dp
+    from sft.sim import function_space_llc
+    integral, formula = dp.function_space_second_moment()
+    assert sp.simplify(integral - formula) == 0
+    # 1-D: lambda = (a/2n) E[(F - y)^2] with the integral's value
+    f = sp.lambdify(sp.symbols("m y c B"), formula)
+    assert function_space_llc([0.3], [[2.0]], [-0.1], n=3, nbeta=6.0) == pytest.approx(6.0 / 6 * f(0.3, -0.1, 2.0, 2.0), rel=1e-12)
+    # gamma -> inf limit: m = f(w*) = y, C = J J^T / gamma is the NTK Gaussian exactly
+    J = np.random.default_rng(0).normal(size=(4, 7))
+    for nbeta, gamma in [(8.0, 1.0), (100.0, 3.0)]:
+        assert function_space_llc(np.ones(4), J @ J.T / gamma, np.ones(4), n=4, nbeta=nbeta) == pytest.approx(
+            ntk_llc(J @ J.T, n=4, nbeta=nbeta, gamma=gamma), rel=1e-10)
+    with pytest.raises(ValueError, match="cov is not positive semi-definite"):
+        function_space_llc(np.zeros(2), -np.eye(2), np.zeros(2), n=2, nbeta=1.0)
+    with pytest.raises(ValueError, match="nbeta=0"):
+        function_space_llc(np.zeros(2), np.eye(2), np.zeros(2), n=2, nbeta=0)
+
+
+def test_function_space_llc_matches_exact_reweighting_where_ntk_fails():
+    """Width-64 tanh network, interpolating w*, gamma = 1, nbeta = n / log n: the function-space
+    Gaussian agrees with the exact importance-sampling value (independent draws, |z| < Z_MAX), while
+    the weight-space NTK Gaussian is off by more than Z_MAX error bars (float64, keys 1 and 2)."""
+    from sft.sim import (default_nbeta, function_space_llc_from_samples, output_pushforward,
+                         prior_reweighted_llc)
+    n, kw = 8, dict(activation="tanh", C_W=1.5, C_b=0.1)
+    p = [(w[0], b[0]) for w, b in init_params(jax.random.key(0), n_ensemble=1, in_dim=2, widths=[64])]
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(n, 2)))
+    prob = network_loss(p, x, apply(p, x, **kw), **kw)
+    f = lambda w: apply(prob.unravel(w), x, **kw)[:, 0]
+    y, nbeta = np.asarray(prob.data[1][:, 0]), default_nbeta(n)
+    J = np.asarray(jax.jacrev(f)(prob.w_star))
+    fs, fs_err = function_space_llc_from_samples(
+        output_pushforward(f, prob.w_star, gamma=1.0, key=jax.random.key(1), n_samples=20000), y, n=n, nbeta=nbeta)
+    exact, err = prior_reweighted_llc(
+        output_pushforward(f, prob.w_star, gamma=1.0, key=jax.random.key(2), n_samples=20000), y, n=n, nbeta=nbeta)
+    assert abs(fs - exact) < Z_MAX * math.hypot(fs_err, err), (fs, fs_err, exact, err)
+    assert abs(ntk_llc(J @ J.T, n=n, nbeta=nbeta, gamma=1.0) - exact) > Z_MAX * err

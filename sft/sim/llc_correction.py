@@ -27,8 +27,15 @@ Q_i = grad^3 f_i:
     H = J^T J / n,   T3_abc = (1/n) sum_i (K_i,ab J_i,c + 2 perms),
     T4_abcd = (1/n) sum_i (K_i,ab K_i,cd + 2 perms + J_i,a Q_i,bcd + 3 perms).
 
-In the NTK parameterization K ~ width^(-1/2) and Q ~ width^(-1) relative to J, so both terms of delta
-are O(1/width) (the next order O(1/width^2)). The contractions need no D^3 or D^4 tensor: with
+Order counting. Entry by entry K ~ width^(-1/2) and Q ~ width^(-1) relative to J (NTK
+parameterization), but every contraction with P runs over the ~D ~ width directions in which
+P = 1/gamma, so at fixed gamma the terms of delta are O(1) in width: the expansion parameter is the
+weight spread 1/sqrt(gamma) of the localized posterior against the scale of the activation's
+nonlinearity, and the derivatives of f of every order contribute at the same order in width. The
+first-order delta is therefore the leading 1/gamma correction (tested against quadrature and MALA on
+small networks), not a 1/width correction; for wide networks at gamma = O(1) the all-orders
+resummation is the function-space Gaussian of :mod:`sft.sim.llc_function_space` (measured: trained
+tanh networks at gamma = 1, nbeta = n/log n, where this first-order delta has the wrong sign). The contractions need no D^3 or D^4 tensor: with
 Theta = J J^T, c = gamma n / a, M = (c + Theta)^-1 (Woodbury: P = (I - J^T M J) / gamma,
 P J^T = (n/a) J^T M) they reduce to the P x P objects of :func:`network_derivatives`,
 t_i = tr K_i, G_ij = tr K_i K_j, A_i = J K_i J^T, B_ij = J K_i K_j J^T, lap_ip = J_p . grad tr K_i,
