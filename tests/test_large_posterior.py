@@ -65,7 +65,7 @@ def test_graph_contraction_exact_for_fixed_atoms():
     _, _, _, Kinv_t, yt_t, R = _setup(K, y, train, test, 0.3)
     yt, Kinv = np.zeros(N), np.zeros((N, N))
     yt[train], Kinv[np.ix_(train, train)] = yt_t, Kinv_t
-    atoms = [(1.0, [(1.0, None, C, None)])]
+    atoms = [(1.0, [[(1.0, C, None, None)], [(1.0, C, None, None)]])]
     for m, want in ((1, ref.mean[1]), (2, ref.cov[1])):
         got = sum(float(t.coefficient) * lp._graph_value(t.graphs[0], [atoms], yt, Kinv, R)
                   for t in posterior_series(1)[(1, m)] if t.graphs[0].vertices[0][0] == "U1")

@@ -72,8 +72,8 @@ class LargePosterior(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------- atoms
-# An atom is (coef, left, A, right): the N x N matrix coef * D_left A D_right; left/right are (B, N) batches
-# of vectors or None (identity), A is an (N, N) matrix or None (then the atom is coef * left right^T).
+# An X factor is a list of atoms (coef, A, U, V): a fixed matrix coef * A (U = V = None), or, with A = None, the
+# sampled low-rank matrix X_i = sum_k coef_k U_ik V_ik^T for each sampled row i (coef (K,), U, V (B, K, N)).
 
 def _gaussian_factor(name, K):
     """F (N, r) with F F^T = K (eigh, eigenvalues below psd_eigh's tolerance dropped)."""
@@ -82,17 +82,39 @@ def _gaussian_factor(name, K):
     return vec[:, keep] * np.sqrt(lam[keep])
 
 
-def _neuron_atoms(act, F, Mexp, cw, rng, B):
-    """Atoms of X = cw (s s^T - <s s^T>), s = sigma(F xi): an exactly centred neuron's metric fluctuation."""
-    s = np.asarray(act.fn(rng.standard_normal((B, F.shape[1])) @ F.T), dtype=np.float64)
-    return [(cw, s, None, s), (-cw, None, Mexp, None)]
+def _sample(act, F, rng, B):
+    """z = F xi (B, N), xi ~ N(0, I): rows i.i.d. N(0, F F^T); and sigma(z), float64."""
+    z = rng.standard_normal((B, F.shape[1])) @ F.T
+    return z, np.asarray(act.fn(z), dtype=np.float64)
 
 
-def _response_atoms(act, F, Ms, cw1, cw2, Hq, Hd, BM, rng, B):
-    """Atoms of X_b = cw2 B(cw1 (s s^T - <s s^T>)) (module docstring), s = sigma(F xi)."""
-    s = np.asarray(act.fn(rng.standard_normal((B, F.shape[1])) @ F.T), dtype=np.float64)
-    c = cw1 * cw2
-    return [(c, s, Hq, s), (c, s * s, Hd, None), (c, None, Hd.T, s * s), (-c, None, BM, None)]
+def _neuron_factors(act, F, Mexp, cw, rng, B):
+    """Both X factors of V = E[X (x) X], X = cw (s s^T - <s s^T>), s = sigma(F xi): one neuron, exactly centred."""
+    s = _sample(act, F, rng, B)[1][:, None, :]
+    atoms = [(np.array([cw]), None, s, s), (-cw, Mexp, None, None)]
+    return [atoms, atoms]
+
+
+def _response_factors(act, F1, F2, k2, BM, c, rng, B):
+    """The two X factors of r E[X_b (x) X_b], X_b = c [B(s s^T) - B(<s s^T>)], s = sigma(F1 xi) shared, each
+    factor with its own independent z, zeta ~ N(0, K^(2)) (F2 F2^T) for an unbiased B(s s^T) (module docstring):
+
+        B(s s^T) = E_{z, zeta}[(s q)(s q)^T + (w p) t^T + t (w p)^T - (w zeta q)(zeta q)^T - (zeta q)(w zeta q)^T],
+
+    q = sigma'(z), p = z sigma'(z), t = sigma(z), w = s^2 / (2 K^(2)_aa) (Price: dk_ab/dK_ab = <q_a q_b>,
+    dk_ab/dK_aa = (<p_a t_b> - K_ab <q_a q_b>) / (2 K_aa) by rescaling z_a; E[zeta zeta^T] = K^(2))."""
+    s = _sample(act, F1, rng, B)[1]
+    w = s * s / (2 * k2)
+    factors = []
+    for _ in range(2):
+        z, t = _sample(act, F2, rng, B)
+        zeta = _sample(act, F2, rng, B)[0]
+        q = np.asarray(act.derivative(z), dtype=np.float64)
+        p, zq = z * q, zeta * q
+        U = np.stack([s * q, w * p, t, w * zq, zq], 1)
+        V = np.stack([s * q, t, w * p, zq, w * zq], 1)
+        factors.append([(c * np.array([1.0, 1.0, 1.0, -1.0, -1.0]), None, U, V), (-c, BM, None, None)])
+    return factors
 
 
 # ---------------------------------------------------------------------------------- graphs -> einsum
@@ -128,8 +150,9 @@ def _einsum(spec, *ops):
 def _graph_value(g, vertex_atoms, yt, Kinv, R):
     """Mean over the sampled neurons (rows of the batch arrays) of one graph (free test axes in order), summed over pairings and atoms.
 
-    vertex_atoms[i]: list of (weight, factor atom lists) components for vertex i; the X factors of one
-    component share a sample (same batch row), different vertices use their own independent samples.
+    vertex_atoms[i]: list of components (weight, [atoms of X factor 1, atoms of X factor 2, ..]) for vertex i
+    (rank 2: one factor, rank 4: two); the factors of one component are evaluated on the same sampled rows,
+    different vertices must be given independent samples.
     """
     edge_legs = [[] for _ in g.vertices]
     for e, (i, j, c) in enumerate(g.edges):
@@ -142,8 +165,8 @@ def _graph_value(g, vertex_atoms, yt, Kinv, R):
         alts = []
         for weight, factors in vertex_atoms[i]:
             for matching, mult in _unique_pairings(tuple(types)):
-                for atoms in itertools.product(*[factors] * len(matching)):
-                    coef = weight * mult * math.prod(a[0] for a in atoms)
+                for atoms in itertools.product(*factors[:len(matching)]):
+                    coef = weight * mult * math.prod(a[0] for a in atoms if a[1] is not None)
                     alts.append((coef, matching, atoms))
         per_vertex.append((types, alts))
     total = 0.0
@@ -171,16 +194,13 @@ def _graph_value(g, vertex_atoms, yt, Kinv, R):
                         specs.append(edge_letter[t] + leg[k]), ops.append(Kinv)
                     else:
                         edge_letter[t] = leg[k]
-            for (a, b), (_, left, A, right) in zip(matching, atoms):
-                if A is None:
-                    specs += ["i" + leg[a], "i" + leg[b]]
-                    ops += [left, right]
-                    continue
-                specs.append(leg[a] + leg[b]), ops.append(A)
-                if left is not None:
-                    specs.append("i" + leg[a]), ops.append(left)
-                if right is not None:
-                    specs.append("i" + leg[b]), ops.append(right)
+            for (a, b), (w, A, U, V) in zip(matching, atoms):
+                if A is not None:
+                    specs.append(leg[a] + leg[b]), ops.append(A)
+                else:  # sum_k w_k U_ik V_ik^T, k a fresh letter
+                    k = next(letters)
+                    specs += [k, "i" + k + leg[a], "i" + k + leg[b]]
+                    ops += [w, U, V]
         batch = next((o.shape[0] for sp, o in zip(specs, ops) if "i" in sp), 1)  # summed over the batch
         total = total + coef / batch * _einsum(",".join(specs) + "->" + "".join(out), *ops)
     return total
@@ -283,17 +303,16 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
     # sampled vertex components: sampler(rng, B) -> atoms of one X factor
     F1, Ms = _gaussian_factor("K^(1)", Ks[0]), (Ks[1] - cb[1]) / cw[1]
     Fn, Mn = (F1, Ms) if depth == 1 else (_gaussian_factor("K^(2)", Ks[1]), (Ks[2] - cb[2]) / cw[2])
-    comps = [lambda rng, B: _neuron_atoms(act, Fn, Mn, cw[depth], rng, B)]
+    comps = [lambda rng, B: _neuron_factors(act, Fn, Mn, cw[depth], rng, B)]
     G1 = np.zeros((N, N))
     if depth == 2:
         M2, M4 = _pair_derivatives(act, Ks[1])
-        h = 0.5 * np.diagonal(M2[..., 0, 0]).copy()
-        Hq = 0.5 * (M2[..., 0, 1] + M2[..., 1, 0])
-        Hd = 0.5 * M2[..., 0, 0]
-        np.fill_diagonal(Hq, h)
-        np.fill_diagonal(Hd, 0.0)
-        BM = Hq * Ms + np.diag(Ms)[:, None] * Hd + Hd.T * np.diag(Ms)[None, :]
-        comps.append(lambda rng, B: _response_atoms(act, F1, Ms, cw[1], cw[2], Hq, Hd, BM, rng, B))
+        # exact B(<s s^T>) from the pair derivatives: B(X)_ab = (1/2) sum_slots M2[a, b, i, j] X_ij
+        d = np.diag(Ms)
+        BM = 0.5 * ((M2[..., 0, 1] + M2[..., 1, 0]) * Ms + M2[..., 0, 0] * d[:, None] + M2[..., 1, 1] * d[None, :])
+        np.fill_diagonal(BM, 0.5 * np.diagonal(M2[..., 0, 0]) * d)
+        k2 = np.diagonal(Ks[1]).copy()
+        comps.append(lambda rng, B: _response_factors(act, F1, Fn, k2, BM, cw[1] * cw[2], rng, B))
         G1 = _kernel_shift_depth2(act, Ks[0], Ks[1], cw[1], cw[2], M4)
     G1 = 0.5 * (G1 + G1.T) / n
 
@@ -302,7 +321,7 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
     sig = K[np.ix_(test, test)] - K[np.ix_(test, train)] @ Kinv_t @ K[np.ix_(train, test)]
     cov = np.zeros((2, M, M))
     cov[0] = 0.5 * (sig + sig.T)
-    shift = [(1.0, [(1.0, None, G1, None)])]
+    shift = [(1.0, [[(1.0, G1, None, None)]])]
     rng = np.random.default_rng(seed)
     B = samples // n_batches
     series = posterior_series(1)
