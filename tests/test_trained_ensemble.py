@@ -151,3 +151,26 @@ def test_depth2_tanh_against_trained_ensembles():
         zero = {drop: 0 * getattr(mk, drop)} | ({"ddntk_II": 0 * mk.ddntk_II} if drop == "ddntk_I" else {})
         z_drop = (c1 - _theory(mk._replace(**zero), eta, k)) / err
         assert np.abs(z_drop).max() > Z_MAX, (drop, z_drop)
+
+
+def test_flow_is_the_small_step_limit_and_interpolates():
+    """Gradient flow (RK4 on the effective dynamics) equals the eta -> 0 limit of GD at k eta = t:
+    Richardson 2 c(eta/2) - c(eta) leaves O(eta^2), so |flow - Richardson| <= 0.05 |c(eta/2) - c(eta)|
+    (the O(eta) step, eta lam_max <= 0.2). At t = inf every network interpolates the training
+    labels, so on the training inputs both corrections vanish (to 1e-9 of their scale)."""
+    mk, y, t = _toy_meta_kernels(3, seed=1), np.array([0.5, -0.3]), 1.0
+    mk = mk._replace(Theta=mk.Theta + np.eye(3))  # condition number ~3 on the training block: short run to inf
+    res = []
+    for eta in (0.04, 0.02):
+        k = int(round(t / eta))
+        r = trained_ensemble_gd(mk, y, n_train=2, learning_rate=eta, n_steps=k, record_every=k)
+        res.append((r.mean_correction[-1], r.cov_correction[-1]))
+    f = trained_ensemble_flow(mk, y, n_train=2, times=[t, np.inf])
+    for i, fl in enumerate((f.mean_correction[0], f.cov_correction[0])):
+        step = np.abs(res[1][i] - res[0][i]).max()
+        assert step > 1e-4
+        assert np.abs(fl - (2 * res[1][i] - res[0][i])).max() <= 0.05 * step
+    scale = np.abs(f.mean_correction[0]).max() + np.abs(f.cov_correction[0]).max()
+    assert np.abs(f.mean_correction[1, :2]).max() <= 1e-9 * scale
+    assert np.abs(f.cov_correction[1, :2, :]).max() <= 1e-9 * scale
+    assert np.abs(f.mean[1, :2] - y).max() <= 1e-9 and np.abs(f.mean_correction[1, 2]) > 1e-3
