@@ -75,11 +75,14 @@ _NODES = {1: 96, 2: 64, 3: 32, 4: 20}  # Gauss-Legendre nodes per side of each s
 
 @functools.lru_cache(maxsize=64)
 def _derivative_fns(fn):
-    """jit-compiled elementwise sigma, sigma', sigma'', sigma''' of a smooth activation."""
-    g1 = jax.grad(fn)
-    g2 = jax.grad(g1)
-    g3 = jax.grad(g2)
-    return tuple(jax.jit(jnp.vectorize(g)) for g in (fn, g1, g2, g3))
+    """jit-compiled elementwise sigma and its first three derivatives (nested jvp along ones, valid because
+    sigma acts elementwise)."""
+    def deriv(g):
+        return lambda z: jax.jvp(g, (z,), (jnp.ones_like(z),))[1]
+    g1 = deriv(fn)
+    g2 = deriv(g1)
+    g3 = deriv(g2)
+    return tuple(jax.jit(g) for g in (fn, g1, g2, g3))
 
 
 class _Gauss:
@@ -94,7 +97,7 @@ class _Gauss:
     def __init__(self, act, K):
         self.act, self.K = act, np.asarray(K, dtype=np.float64)
         self.slopes = act.slopes
-        self._rules, self._cache = {}, {}
+        self._rules, self._cache, self._vals = {}, {}, {}
         if self.slopes is None:
             self._fns = _derivative_fns(act.fn)
 
@@ -102,6 +105,13 @@ class _Gauss:
         if S not in self._rules:
             self._rules[S] = fw.gaussian_rule(self.K[np.ix_(S, S)], n_nodes=_NODES[len(S)])
         return self._rules[S]
+
+    def values(self, S, kind):
+        """sigma^(kind)(z) at the nodes of the rule of subset S, (P, len(S)), cached."""
+        key = (S, kind)
+        if key not in self._vals:
+            self._vals[key] = np.asarray(self._fns[_KINDS.index(kind)](self._rule(S)[0]), dtype=np.float64)
+        return self._vals[key]
 
     def mean(self, factors, weight=None):
         key = (tuple(sorted(factors)), weight)
@@ -215,12 +225,57 @@ def gaussian_factor_mean(factors, K, *, activation, weight=None) -> float:
 
 
 def _tensor(g, kinds, rank, weight=False):
-    """T[a_1..a_rank(, c)] = <prod_k kinds[k](z_{a_k}) (y_c)>, looping over index tuples."""
+    """T[a_1..a_rank(, c)] = <prod_k kinds[k](z_{a_k}) (y_c)>: batched per subset of inputs (smooth sigma)
+    or entry by entry (kinked sigma, whose delta rules depend on which inputs coincide)."""
+    if g.slopes is None:
+        return _tensor_smooth(g, kinds, rank, weight)
     N = g.K.shape[0]
     T = np.empty((N,) * (rank + (1 if weight else 0)))
     for idx in itertools.product(range(N), repeat=T.ndim):
         fac = tuple(zip(kinds, idx[:rank]))
         T[idx] = g.mean(fac, idx[rank] if weight else None)
+    return T
+
+
+@functools.lru_cache(maxsize=None)
+def _surjections(d, m):
+    """All m-tuples of positions 0..d-1 that use every position (index array (T, m))."""
+    return np.array([t for t in itertools.product(range(d), repeat=m) if len(set(t)) == d], dtype=int)
+
+
+_CHUNK_NODES = 2 ** 18
+
+
+def _tensor_smooth(g, kinds, rank, weight):
+    """Smooth sigma: for each subset S of d <= rank distinct inputs, one rule and one matrix product
+    sum_p w_p F_k0(z_p)[i0] F_k1[i1] .. (positions i in S) gives every entry whose inputs are exactly S.
+    rank 4: (d^2 x P) @ (P x d^2) in chunks of nodes; rank 2 (optionally with the weight y_c = (K_S^-1 z)_c)."""
+    N = g.K.shape[0]
+    T = np.zeros((N,) * (rank + (1 if weight else 0)))
+    for d in range(1, min(N, rank) + 1):
+        surj = _surjections(d, rank)
+        for S in itertools.combinations(range(N), d):
+            z, w = g._rule(S)
+            V = [g.values(S, k) for k in kinds]
+            if rank == 4:
+                M = np.zeros((d * d, d * d))
+                for lo in range(0, len(w), _CHUNK_NODES):
+                    c = slice(lo, lo + _CHUNK_NODES)
+                    A = (w[c, None, None] * V[0][c, :, None] * V[1][c, None, :]).reshape(-1, d * d)
+                    B = (V[2][c, :, None] * V[3][c, None, :]).reshape(-1, d * d)
+                    M += A.T @ B
+                M = M.reshape((d,) * 4)
+            elif weight:
+                y = z @ pd_inverse("K", g.K[np.ix_(S, S)])
+                M = np.einsum("p,pa,pb,pc->abc", w, V[0], V[1], y)
+            else:
+                M = np.einsum("p,pa,pb->ab", w, V[0], V[1])
+            Sa = np.array(S)
+            if weight:
+                for cpos in range(d):
+                    T[tuple(Sa[surj.T]) + (Sa[cpos],)] = M[tuple(surj.T) + (cpos,)]
+            else:
+                T[tuple(Sa[surj.T])] = M[tuple(surj.T)]
     return T
 
 
