@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from sft.predict import gd_correction as gdc
-from sft.predict import gd_mean_correction, ntk_change_gd, trained_ensemble_flow, trained_ensemble_gd
+from sft.predict import (ensemble_test_error, gd_mean_correction, ntk_change_gd, trained_ensemble_flow,
+                         trained_ensemble_gd)
 from sft.predict.trained_ensemble import _Toy, _toy_meta_kernels
 
 X_TRAIN = np.array([[-1.0, 1.0], [0.4, 1.0], [1.3, 1.0]])
@@ -94,11 +95,13 @@ def test_bad_input_and_divergent_rate():
 # ----------------------------------------------------------------------------- trained deep ensembles
 X3 = np.array([[-1.0, 0.5, 0.3], [1.3, -0.3, 0.2], [0.1, 0.8, 0.9]])  # 2 train, 1 test
 Y2 = np.array([0.5, -0.4])
+Y_STAR = np.array([0.2])  # label of the test input, for the test error
 
 
 def _measure(mk, widths, S, eta, k, depth, net):
     """n (MC - infinite width) per width, jackknife errors (20 blocks): the mean (N), the covariance
-    (upper triangle, 6) and the NTK change E[H_k - H_0] on the training block (upper triangle, 3).
+    (upper triangle, 6), the NTK change E[H_k - H_0] on the training block (upper triangle, 3) and the
+    squared test error E[(f_k(x*) - y*)^2] (1; E[(f_lin - y*)^2] is exact, as the covariance).
     Control variate: D = f_k - (a_k + B_k f_0) with the infinite-width GD map (E D = E f_k - a_k; the
     covariance of a_k + B_k f_0 is B_k (K + G1/n) B_k^T, G1 known), as in tests/test_gd_correction.py."""
     from sft.sim import jackknife, train_ensemble
@@ -120,7 +123,8 @@ def _measure(mk, widths, S, eta, k, depth, net):
             u, d, h = z[:, :N], z[:, N:2 * N], z[:, 2 * N:]
             C = np.cov(np.concatenate([u, d], 1).T)
             cc = C[:N, N:] + C[N:, :N] + C[N:, N:]
-            return n * np.concatenate([d.mean(0), cc[iuN], h.mean(0)])
+            sq = np.mean(2 * (u[:, 2] - Y_STAR[0]) * d[:, 2] + d[:, 2] ** 2)
+            return n * np.concatenate([d.mean(0), cc[iuN], h.mean(0), [sq]])
         out.append(jackknife(stat, np.concatenate([flin, f[1] - flin, dH], 1)))
     return out
 
@@ -129,13 +133,15 @@ def _theory(mk, eta, k):
     r = trained_ensemble_gd(mk, Y2, n_train=2, learning_rate=eta, n_steps=k, record_every=k)
     _, dl, _ = ntk_change_gd(mk, Y2, n_train=2, learning_rate=eta, n_steps=k, record_every=k)
     c = r.cov_correction[-1] - r.cov_parts["kernel"][-1]  # B G1 B^T is exact in the control variate
-    return np.concatenate([r.mean_correction[-1], c[np.triu_indices(3)], dl[-1][np.triu_indices(2)]])
+    e1 = ensemble_test_error(r, Y_STAR, n_train=2)[1][-1] - r.cov_parts["kernel"][-1, 2, 2]
+    return np.concatenate([r.mean_correction[-1], c[np.triu_indices(3)], dl[-1][np.triu_indices(2)], [e1]])
 
 
 def test_depth2_tanh_against_trained_ensembles():
     """(b) depth 2, tanh, n = 32 and 64 (4000 networks each, float64, seeds n), eta = 0.3 x limit, k = 10:
     n (MC - infinite width) = c1 + c2/n fitted through the two widths (c1 = 2 X_64 - X_32, error
-    propagated); |c1 - theory| < Z_MAX sigma for all 12 numbers (mean, covariance, NTK change), and
+    propagated); |c1 - theory| < Z_MAX sigma for all 13 numbers (mean, covariance, NTK change, test
+    error bias^2 + variance), and
     dropping the dNTK or the ddNTK from the meta-kernels gives max |z| > Z_MAX."""
     from sft.conventions import Z_MAX
     from sft.finite import output_meta_kernels

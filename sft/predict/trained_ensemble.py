@@ -74,7 +74,8 @@ import numpy as np
 
 from ..conventions import require_x64
 
-__all__ = ["TrainedEnsemblePrediction", "trained_ensemble_gd", "trained_ensemble_flow", "ntk_change_gd"]
+__all__ = ["TrainedEnsemblePrediction", "trained_ensemble_gd", "trained_ensemble_flow", "ntk_change_gd",
+           "ensemble_test_error"]
 
 _FIELDS = ("K", "G1", "Theta", "Theta1", "ntk_cov", "ntk_f2", "dntk_f", "dntk_f3", "ddntk_I", "ddntk_II")
 _FLOW_STEP = 0.05  # RK4 step in units of 1 / lam_max(Theta_XX)
@@ -318,6 +319,39 @@ def ntk_change_gd(meta_kernels, y_train, *, n_train, learning_rate, n_steps, rec
     dntk, ddntk = (np.asarray(a)[:k + 1:every] for a in _ntk_change(("gd", n_train), jnp.asarray(y),
                                                                       _padded([float(lr)] * k), mk))
     return np.arange(0, k + 1, every), dntk + ddntk, dict(dntk=dntk, ddntk=ddntk)
+
+
+def ensemble_test_error(prediction, y_test, *, n_train):
+    """Expected squared test error of one trained network, bias^2 + variance at O(1/n).
+
+    E_n[(f_t(x*) - y*)^2] averaged over the M test inputs (indices >= ``n_train`` of ``prediction``)
+    = e0 + e1 / n + O(1/n^2), with (m, c, Sigma, Sigma1 the fields of a :class:`TrainedEnsemblePrediction`)
+
+        e0 = mean_x [(m(x) - y(x))^2 + Sigma_xx],    e1 = mean_x [2 (m(x) - y(x)) c(x) + Sigma1_xx]
+
+    (the square of E f = m + c/n expanded to O(1/n)). y_test (M,). Returns (e0 (T,), e1 (T,)).
+
+    >>> from sft.predict.trained_ensemble import _toy_meta_kernels
+    >>> r = trained_ensemble_gd(_toy_meta_kernels(3, seed=0), np.array([0.5, -0.3]), n_train=2,
+    ...                         learning_rate=0.2, n_steps=2)
+    >>> e0, e1 = ensemble_test_error(r, np.array([0.1]), n_train=2)
+    >>> e0.shape, bool(e1[0] == 0.0)
+    ((3,), True)
+    """
+    if not isinstance(prediction, TrainedEnsemblePrediction):
+        raise ValueError(f"prediction={type(prediction).__name__} is not allowed: give the "
+                         "TrainedEnsemblePrediction of trained_ensemble_gd or trained_ensemble_flow")
+    N = prediction.mean.shape[1]
+    if isinstance(n_train, bool) or not isinstance(n_train, numbers.Integral) or not 1 <= n_train < N:
+        raise ValueError(f"n_train={n_train!r} is not allowed: it must be an integer in [1, N - 1 = {N - 1}] "
+                         "(at least one test input)")
+    y = np.asarray(y_test, dtype=np.float64)
+    if y.shape != (N - n_train,) or not np.all(np.isfinite(y)):
+        raise ValueError(f"y_test has shape {y.shape}: it must be finite with shape ({N - n_train},)")
+    m, c = prediction.mean[:, n_train:], prediction.mean_correction[:, n_train:]
+    var = np.diagonal(prediction.cov, axis1=1, axis2=2)[:, n_train:]
+    var1 = np.diagonal(prediction.cov_correction, axis1=1, axis2=2)[:, n_train:]
+    return np.mean((m - y) ** 2 + var, 1), np.mean(2 * (m - y) * c + var1, 1)
 
 
 # ------------------------------------------------------------------------------ validation
