@@ -45,100 +45,259 @@ inputs; F2 and F3 the rule of all N inputs, so N <= 3 (ValueError otherwise).
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg
 import numpy as np
+from scipy import linalg, special
+from scipy.stats import qmc
 
-from ..conventions import check_depth, check_inputs, check_widths, layer_constants, require_x64
+from ..conventions import check_depth, check_inputs, check_int, check_widths, layer_constants, require_x64
 from ..kernels.activations import get_activation
 from ..kernels.recursion import nngp
 from ..symbolic.cumulants import set_partitions
-from .vertex import gaussian_rule, width_ratios
+from ..threads import limit_threads
+from .vertex import _CUTS, _NODES, _cholesky, _rule_batch, _sigma, gaussian_rule, width_ratios
 
 __all__ = ["SecondOrderMulti", "second_order_multi_input", "second_order_multi_step"]
 
-_MAX_INPUTS = 3
+#: Largest N integrated on the nested rule of all N inputs by ``integration="auto"`` (module docstring).
+MAX_RULE_INPUTS = 3
+#: Limits checked before any integral (module docstring): estimated floating-point operations, and bytes.
+MAX_FLOPS = 2 * 10 ** 12
+MAX_BYTES = 2 ** 34
+_CHUNK_ENTRIES = 2 ** 22  # nodes x P^2 per block of the three-activation sums (32 MiB)
 
 
 def _pairs(N):
     return [(a, b) for a in range(N) for b in range(a, N)]
 
 
-def _ratio_derivatives(K, z, order):
-    """[d^j rho (M, p, .., p) for j = 0..order], rho(theta) = phi_{K(theta)}(z) / phi_K(z), K(theta) = K + sum_p
-    theta_p E_p over the pairs p of K (E_p the symmetric unit matrix of the pair)."""
-    N = K.shape[0]
-    pairs = _pairs(N)
-    E = np.zeros((len(pairs), N, N))
-    for p, (a, b) in enumerate(pairs):
-        E[p, a, b] = E[p, b, a] = 1.0
-    return [np.asarray(d) for d in _ratio_derivatives_jit(jnp.asarray(K), jnp.asarray(E), jnp.asarray(z), order)]
+def _pair_layout(N):
+    """(rows, cols, c, idx): the pairs a <= b, c_p = 1 (a < b) or 1/2 (a = b), idx[a, b] = pair index."""
+    rows, cols = np.array(_pairs(N)).reshape(-1, 2).T
+    idx = np.zeros((N, N), dtype=int)
+    idx[rows, cols] = idx[cols, rows] = np.arange(rows.size)
+    return rows, cols, np.where(rows == cols, 0.5, 1.0), idx
 
 
-def _pd_inverse_logdet(A):
-    """(A^{-1}, log det A) by Cholesky, differentiable to any order; A is positive definite (the callers'
-    covariances passed the psd_eigh check of :func:`sft.finite.gaussian_rule` first)."""
-    L = jnp.linalg.cholesky(A)
-    return jax.scipy.linalg.cho_solve((L, True), jnp.eye(A.shape[0])), 2 * jnp.sum(jnp.log(jnp.diag(L)))
+def _inverse(K):
+    """K^{-1} by Cholesky (K passed the positive-definiteness check of vertex._cholesky)."""
+    return linalg.cho_solve((np.linalg.cholesky(K), True), np.eye(K.shape[-1]))
 
 
-@functools.partial(jax.jit, static_argnums=(3,))
-def _ratio_derivatives_jit(K, E, z, order):
-    Kinv, logdet = _pd_inverse_logdet(K)
+def _hermite(y, Lam, order):
+    """{counts: H (B, M)} for every multiset of input indices of size <= order (counts[i] = multiplicity of i):
+    H_S = (-1)^|S| (d_S phi_K)(z) / phi_K(z), y = K^{-1} z (B, M, d), Lam = K^{-1} (B, d, d), by the multivariate
+    Hermite recursion H_{S+i} = y_i H_S - sum_j S_j Lam_ij H_{S-j} (symmetric: one array per multiset)."""
+    d = y.shape[-1]
+    H = {(0,) * d: np.ones(y.shape[:-1])}
+    for k in range(order):
+        for T in [t for t in itertools.product(range(k + 2), repeat=d) if sum(t) == k + 1]:
+            i = next(j for j in range(d) if T[j])
+            S = tuple(t - (j == i) for j, t in enumerate(T))
+            h = y[..., i] * H[S]
+            for j in range(d):
+                if S[j]:
+                    h = h - S[j] * Lam[:, i, j, None] * H[tuple(t - (m == j) for m, t in enumerate(S))]
+            H[T] = h
+    return H
 
-    def rho(theta):
-        Ktinv, logdet_t = _pd_inverse_logdet(K + jnp.einsum("p,pij->ij", theta, E))
-        return jnp.exp(-0.5 * jnp.einsum("mi,ij,mj->m", z, Ktinv - Kinv, z) - 0.5 * (logdet_t - logdet))
-    out, f = [], rho
-    theta0 = jnp.zeros(E.shape[0])
-    for _ in range(order + 1):
-        out.append(f(theta0))
-        f = jax.jacfwd(f)
+
+def _pair_ratio_derivatives(y, Lam, order):
+    """[d^j rho (B, M, p, .., p) for j = 0..order] over the p = d(d+1)/2 pair variables theta of K (d <= 2 here):
+    rho(theta) = phi_{K + theta}(z) / phi_K(z), d rho / d theta_(ab) = c_ab H_ab (Price; c = 1 off the diagonal,
+    1/2 on it), so d^j rho = prod c H at the multiset of the pairs' indices."""
+    d = y.shape[-1]
+    rows, cols, c, _ = _pair_layout(d)
+    H = _hermite(y, Lam, 2 * order)
+    out = []
+    for j in range(order + 1):
+        D = np.empty(y.shape[:-1] + (rows.size,) * j)
+        for ps in itertools.product(range(rows.size), repeat=j):
+            counts = np.bincount(np.concatenate([rows[list(ps)], cols[list(ps)]]).astype(int), minlength=d)
+            D[(Ellipsis,) + ps] = np.prod(c[list(ps)]) * H[tuple(counts)]
+        out.append(D)
     return out
 
 
-def _taylor(F, w, drho):
-    """[sum_m w_m F[..., m] d^j rho_m] for each j: F (..., M) -> (..., p^j)."""
-    Fw = (F * w).reshape(-1, w.shape[0])
-    return [(Fw @ d.reshape(w.shape[0], -1)).reshape(F.shape[:-1] + d.shape[1:]) for d in drho]
+class _PairData(NamedTuple):
+    """Taylor coefficients of k1_P = C_W <s_a s_b> at K over its own <= 3 pair variables loc[P] (global pair
+    indices): a (P,), B (P, P) dense; C, D, E local, C[P] (p_P,)*2, D[P] (p_P,)*3, E[P] (p_P,)*4 on loc[P]."""
+    a: np.ndarray
+    B: np.ndarray
+    C: list
+    D: list
+    E: list
+    loc: list
 
 
-def _layer_tensors(act, K, C_W):
-    """Taylor data at K over the P pair variables: k1 coefficients [a, B, C, D, E] (P, P^j), F2 (P, P) with
-    F2' (P, P, P), F2'' (P, P, P, P), and F3 (P, P, P)."""
+def _pair_taylor(Fw, y, Lam, order):
+    """[sum_m Fw[b, m] d^j rho[b, m, ...] (B, p^j) for j = 0..order] (d^j rho of :func:`_pair_ratio_derivatives`):
+    the node sums of the Hermite polynomials of each index multiset first, then placed on the pair tuples."""
+    d = y.shape[-1]
+    rows, cols, c, _ = _pair_layout(d)
+    H = {k: np.einsum("bm,bm->b", Fw, h) for k, h in _hermite(y, Lam, 2 * order).items()}
+    out = []
+    for j in range(order + 1):
+        T = np.empty((y.shape[0],) + (rows.size,) * j)
+        for ps in itertools.product(range(rows.size), repeat=j):
+            counts = np.bincount(np.concatenate([rows[list(ps)], cols[list(ps)]]).astype(int), minlength=d)
+            T[(slice(None),) + ps] = np.prod(c[list(ps)]) * H[tuple(counts)]
+        out.append(T)
+    return out
+
+
+def _pair_data(act, K, C_W):
+    """k1 and its derivatives to 4th order, each <s_a s_b> on the nested rule of its own d <= 2 inputs (exact
+    route for every N: the Gauss-Legendre rule of :func:`sft.finite.gaussian_rule`, batched over pairs)."""
     N = K.shape[0]
-    pairs = _pairs(N)
-    P = len(pairs)
-    index = {pq: i for i, pq in enumerate(pairs)}
-    k1 = [np.zeros((P,) + (P,) * j) for j in range(5)]
-    for i, (a, b) in enumerate(pairs):  # <s_a s_b> on the rule of {a, b}; local pair variables -> global
-        sub = [a] if a == b else [a, b]
-        Ks = K[np.ix_(sub, sub)]
-        z, w = gaussian_rule(Ks)
-        s = np.asarray(act.fn(z), dtype=np.float64)
-        F = C_W * s[:, 0] * s[:, -1]
-        local = [index[(sub[c], sub[d])] for c, d in _pairs(len(sub))]
-        for j, T in enumerate(_taylor(F, w, _ratio_derivatives(Ks, z, 4))):
-            k1[j][(i,) + np.ix_(*([local] * j))] = T
-    z, w = gaussian_rule(K)
-    s = np.asarray(act.fn(z), dtype=np.float64)
-    X = C_W * np.stack([s[:, a] * s[:, b] for a, b in pairs])  # (P, M)
-    drho = _ratio_derivatives(K, z, 2)
-    m2 = _taylor(X, w, drho)                                   # <X_P> and derivatives
-    m4 = _taylor(X[:, None] * X[None], w, drho)                # <X_P X_Q> and derivatives
-    F2 = m4[0] - np.einsum("p,q->pq", m2[0], m2[0])
-    F2p = m4[1] - np.einsum("pa,q->pqa", m2[1], m2[0]) - np.einsum("p,qa->pqa", m2[0], m2[1])
-    F2pp = (m4[2] - np.einsum("pab,q->pqab", m2[2], m2[0]) - np.einsum("p,qab->pqab", m2[0], m2[2])
-            - np.einsum("pa,qb->pqab", m2[1], m2[1]) - np.einsum("pb,qa->pqab", m2[1], m2[1]))
-    mx = m2[0]
-    xy = m4[0]
-    xyz = np.einsum("pm,qm,rm,m->pqr", X, X, X, w, optimize=True)
-    F3 = (xyz - np.einsum("pq,r->pqr", xy, mx) - np.einsum("pr,q->pqr", xy, mx) - np.einsum("qr,p->pqr", xy, mx)
-          + 2 * np.einsum("p,q,r->pqr", mx, mx, mx))
-    return k1, F2, F2p, F2pp, F3
+    rows, cols, _, idx = _pair_layout(N)
+    P = rows.size
+    a, B = np.zeros(P), np.zeros((P, P))
+    C, D, E, loc = [None] * P, [None] * P, [None] * P, [None] * P
+    for d, sel in ((1, np.flatnonzero(rows == cols)), (2, np.flatnonzero(rows != cols))):
+        if sel.size == 0:
+            continue
+        sub = np.stack([rows[sel], cols[sel]], 1)[:, :d]
+        Ks = K[sub[:, :, None], sub[:, None, :]]
+        z, w = _rule_batch(_cholesky(Ks), _NODES[d], _CUTS.get(d, 8.0))
+        Lam = _inverse(Ks)
+        s = _sigma(act, z)
+        T = _pair_taylor(C_W * s[..., 0] * s[..., -1] * w, np.einsum("bmi,bij->bmj", z, Lam), Lam, 4)
+        lr, lc, _, _ = _pair_layout(d)
+        locs = idx[sub[:, lr], sub[:, lc]]                      # (S, p_d) global index of each local pair
+        for i, p in enumerate(sel):
+            a[p], B[p, locs[i]] = T[0][i], T[1][i]
+            C[p], D[p], E[p], loc[p] = T[2][i], T[3][i], T[4][i], locs[i]
+    return _PairData(a, B, C, D, E, loc)
+
+
+def _rho_V(y, Lam, W):
+    """sum_PQ V_PQ d^2 rho / d theta_P d theta_Q at the nodes, W_ijkl = V_(ij)(kl) (N,)*4: one quarter of
+    W(y,y,y,y) - 2 y Q y - 4 y R y + W:Lam:Lam + 2 W_ijkl Lam_ik Lam_jl, Q_kl = Lam_ij W_ijkl, R_jl = Lam_ik W_ijkl
+    (W contracted with the multivariate Hermite polynomial H_ijkl, using W's pair symmetries)."""
+    M, N = y.shape
+    yy = (y[:, :, None] * y[:, None, :]).reshape(M, N * N)
+    Q = np.einsum("ij,ijkl->kl", Lam, W)
+    R = np.einsum("ik,ijkl->jl", Lam, W)
+    c0 = np.einsum("ij,kl,ijkl->", Lam, Lam, W) + 2 * np.einsum("ik,jl,ijkl->", Lam, Lam, W)
+    quartic = np.einsum("mi,mi->m", yy @ W.reshape(N * N, N * N), yy)
+    return 0.25 * (quartic - 2 * yy @ Q.ravel() - 4 * yy @ R.ravel() + c0)
+
+
+class _Contractions(NamedTuple):
+    """What the step needs of F2 and F3 (module docstring): F2 (P, P), F2':g1 (P, P), F2'':V (P, P),
+    cross_PQR = sum_b (B V)_Pb F2'_QR,b (P,)*3, F3 (P,)*3."""
+    F2: np.ndarray
+    F2p_g1: np.ndarray
+    F2pp_V: np.ndarray
+    cross: np.ndarray
+    F3: np.ndarray
+
+
+#: Activations integrated by parts (Stein) on the randomized route: smooth, derivatives to 4th order by JAX.
+SMOOTH_ACTIVATIONS = ("tanh", "erf", "sigmoid", "gelu", "swish", "silu", "softplus", "sin", "cos", "linear")
+
+
+@functools.lru_cache(maxsize=32)
+def _derivatives_fn(fn):
+    fs = [fn]
+    for _ in range(4):
+        fs.append(jax.grad(fs[-1]))
+    return jax.jit(lambda z: jnp.stack([jax.vmap(f)(z) for f in fs]))
+
+
+def _activation_derivatives(act, z):
+    """[sigma^(k)(z) for k = 0..4] (5,) + z.shape, float64, by JAX autodiff (one compilation per shape)."""
+    return np.asarray(_derivatives_fn(act.fn)(jnp.asarray(z.ravel()))).reshape((5,) + z.shape)
+
+
+def _stein_contractions(act, C_W, z, w, g1, V, BV, idx, X):
+    """F2':g1, F2'':V and cross integrated by parts (Stein / Price: <F H_S> = <d_S F>): with Gamma = g1 as an (N, N)
+    matrix, E[F (y Gamma y - tr Lam Gamma) / 2] = (1/2) Gamma_ij E[d_i d_j F], and W_ijkl = V_(ij)(kl),
+    E[F rho_V] = (1/4) W_ijkl E[d_ijkl F]. For F = X_P X_Q = C_W^2 s_a s_b s_c s_d the product rule sends each
+    derivative index to one slot (a, b, c, d): the sum over the 4^j slot sequences of T[slot inputs] times
+    E[s^(n1)_a s^(n2)_b s^(n3)_c s^(n4)_d] (n the derivatives per slot); the slot pairs without derivatives are
+    centred (the -<X_P><X_Q rho> terms). Bounded integrands for bounded sigma^(k): no polynomial weights."""
+    rows, cols, c, _ = _pair_layout(idx.shape[0])
+    S = _activation_derivatives(act, z)
+    v = {}
+    for i in range(5):
+        for j in range(5 - i):
+            f = S[i][:, rows] * S[j][:, cols]
+            v[i, j] = f - w @ f if i == j == 0 else f
+    Ev = {}
+
+    def expect(n):  # E[v_(n1 n2)_P v_(n3 n4)_Q] (P, P)
+        if n not in Ev:
+            Ev[n] = (v[n[:2]] * w[:, None]).T @ v[n[2:]]
+        return Ev[n]
+    slot = [rows[:, None], cols[:, None], rows[None, :], cols[None, :]]
+
+    def weighted(gather, order):
+        out = 0
+        for seq in itertools.product(range(4), repeat=order):
+            out = out + gather([slot[k] for k in seq]) * expect(tuple(seq.count(k) for k in range(4)))
+        return C_W ** 2 / 2 ** (order // 2) * out
+    G, W, Gp = g1[idx], V[idx[:, :, None, None], idx[None, None, :, :]], BV[:, idx]
+    F2p_g1 = weighted(lambda s: G[s[0], s[1]], 2)
+    mean2 = {n: w @ v[n] for n in ((2, 0), (1, 1), (0, 2))}
+    D1 = np.zeros((rows.size, rows.size))   # <X_P rho_R> = c_R C_W <d_i d_j (s_a s_b)>, R = (i, j)
+    for s0, s1 in itertools.product(range(2), repeat=2):
+        a0, a1 = (rows, cols)[s0][:, None], (rows, cols)[s1][:, None]
+        counts = (int(s0 == 0) + int(s1 == 0), int(s0 == 1) + int(s1 == 1))
+        D1 += (a0 == rows[None, :]) * (a1 == cols[None, :]) * mean2[counts][:, None]
+    D1 *= C_W * c[None, :]
+    F2pp_V = weighted(lambda s: W[s[0], s[1], s[2], s[3]], 4) - 2 * D1 @ V @ D1.T
+    cross = weighted(lambda s: Gp[:, s[0], s[1]], 2)
+    return F2p_g1, F2pp_V, cross
+
+
+def _global_contractions(act, K, C_W, z, w, g1, V, BV, stein=False):
+    """_Contractions from nodes z (M, N) and weights w (M,) of z ~ N(0, K): the Price derivatives of the density
+    ratio contracted with g1, V and the rows of B V in closed form (polynomials in y = K^{-1} z), O(M P^3); with
+    ``stein`` those three by parts on the activation's derivatives (:func:`_stein_contractions`)."""
+    N = K.shape[0]
+    rows, cols, c, idx = _pair_layout(N)
+    P = rows.size
+    Lam = _inverse(K)
+    y = z @ Lam
+    s = _sigma(act, z)
+    X = C_W * s[:, rows] * s[:, cols]                       # (M, P)
+    # centred: E[(X_P - <X_P>)(X_Q - <X_Q>) rho] = <X_P X_Q rho> - <X_P rho><X_Q> - <X_P><X_Q rho> as <rho> = 0,
+    # so centring X and rho on the nodes changes nothing in expectation (and by ~1e-13 on the rule) but removes
+    # the node-set fluctuations of <X> and <rho> from the randomized estimates (control variates)
+    X = X - w @ X
+    Xw = X * w[:, None]
+    F2 = Xw.T @ X
+    if stein:
+        F2p_g1, F2pp_V, cross = _stein_contractions(act, C_W, z, w, g1, V, BV, idx, X)
+        Y = Xw
+    else:
+        rho1 = c * (y[:, rows] * y[:, cols] - Lam[rows, cols])  # d rho / d theta_P
+        rho_g = rho1 @ g1
+        rho_v = _rho_V(y, Lam, V[idx[:, :, None, None], idx[None, None, :, :]])
+        rho_p = rho1 @ BV.T                                     # column P: sum_b (B V)_Pb d rho / d theta_b
+        rho1, rho_g, rho_v, rho_p = (f - w @ f for f in (rho1, rho_g, rho_v, rho_p))
+        D1 = Xw.T @ rho1                                        # <X_P d rho / d theta_a>
+        F2p_g1 = (Xw * rho_g[:, None]).T @ X
+        F2pp_V = (Xw * rho_v[:, None]).T @ X - 2 * D1 @ V @ D1.T
+        Y = np.concatenate([Xw, rho_p * w[:, None]], 1)         # (M, 2P)
+    tq, tr = np.triu_indices(P)                             # the sums are symmetric in (Q, R): Q <= R only
+    Tu = np.zeros((tq.size, Y.shape[1]))
+    step = max(1, _CHUNK_ENTRIES // tq.size)
+    for i in range(0, z.shape[0], step):
+        Tu += (X[i:i + step, tq] * X[i:i + step, tr]).T @ Y[i:i + step]
+    T = np.empty((P, P, Y.shape[1]))
+    T[tq, tr], T[tr, tq] = Tu, Tu
+    F3 = T[..., :P]                                         # third central moment = third cumulant
+    if not stein:
+        cross = np.moveaxis(T[..., P:], 2, 0)               # [P, Q, R] = <X_Q X_R rho_P> (centred)
+    return _Contractions(F2, F2p_g1, F2pp_V, cross, F3)
 
 
 def _sym3(T):
@@ -146,35 +305,70 @@ def _sym3(T):
     return T + np.swapaxes(T, 1, 2) + np.moveaxis(T, 2, 0)
 
 
+def _ein(spec, *ops):
+    return np.einsum(spec, *ops, optimize=True)
+
+
+def _local(T, l, lead=0):
+    """T restricted to the local pair indices l on its axes after the first ``lead`` ones."""
+    return T[(slice(None),) * lead + np.ix_(*([l] * (T.ndim - lead)))]
+
+
+def _step(state, a, B, k1, con, r, C_b):
+    """The layer map of the module docstring from the k1 coefficients (a, B dense; k1 = (C, D, E, loc) local, as in
+    :class:`_PairData`) and the contractions of F2, F3 (:class:`_Contractions`). Work O(P^4) (k1_P depends on
+    its own <= 3 pair variables only), largest intermediates (V V) (P,)*4; any dtype (sympy objects included)."""
+    _, g1, g2, V, V1, U = state
+    C, D, E, loc = k1
+    P = len(loc)
+    gV = _ein("ab,c->abc", V, g1)
+    VV_pair = _ein("ac,bd->abcd", V, V) + _ein("ad,bc->abcd", V, V)   # Cov(dd, dd) / eps^2
+    VV_all = _ein("ab,cd->abcd", V, V) + VV_pair                       # E[d^4] / eps^2
+
+    def per_pair(T, local, lead=0):  # [sum over the local indices of local[P] * T restricted to loc[P]]
+        return np.array([np.tensordot(_local(T, loc[p], lead), local[p], local[p].ndim) for p in range(P)])
+    K_next = C_b + a
+    G1 = r * (B @ g1 + 0.5 * per_pair(V, C))
+    G2 = r ** 2 * (B @ g2 + 0.5 * per_pair(V1 + np.outer(g1, g1), C) + per_pair(U + _sym3(gV), D) / 6
+                   + per_pair(VV_all, E) / 24)
+    V_next = con.F2 + r * B @ V @ B.T
+    CV = per_pair(VV_pair, C, 2)                                 # [q, a, b] = C_q,cd (V V)_2,abcd
+    BUC = B @ per_pair(U + gV + np.swapaxes(gV, 1, 2), C, 1).T   # B_pa (U + gV + g V)_abc C_q,bc
+    BVD = B @ per_pair(VV_all, D, 1).T
+    CVC = per_pair(CV, C, 1)                                     # [p, q] = C_p,ab (V V)_2,abcd C_q,cd
+    cov = B @ V1 @ B.T + 0.5 * (BUC + BUC.T) + 0.25 * CVC + (BVD + BVD.T) / 6
+    V1_next = r * (con.F2p_g1 + 0.5 * con.F2pp_V) + r ** 2 * cov
+    cross = con.cross                          # n_l Cov(k1_P, k2_QR) / (eps V): the placement (P; QR)
+    BBC = _ein("pa,qb,rab->pqr", B, B, CV)
+    k3_k1 = (_ein("pa,qb,rc,abc->pqr", B, B, B, U)
+             + 0.5 * (BBC + np.transpose(BBC, (0, 2, 1)) + np.transpose(BBC, (2, 1, 0))))
+    U_next = (con.F3 + r * (cross + np.transpose(cross, (1, 0, 2)) + np.transpose(cross, (1, 2, 0)))
+              + r ** 2 * k3_k1)
+    return K_next, G1, G2, V_next, V1_next, U_next
+
+
 def second_order_multi_step(state, tensors, r, *, C_b):
     """One layer over the pair variables: (K, G1, G2, V, V1, U) (P,), (P,), (P,), (P, P), (P, P), (P, P, P) -> l + 1.
 
     tensors = (k1, F2, F2', F2'', F3) from the layer's Gaussian expectations at K (module docstring), with
-    C_W already inside them; C_b enters K' only.
+    C_W already inside them; C_b enters K' only. Full tensors (any dtype, sympy objects included: the
+    derivation test); :func:`second_order_multi_input` evaluates the same map from contractions
+    (F2':g1, F2'':V, B V F2'^T) without forming F2'' or E.
+
+    >>> P = 1; z = np.zeros
+    >>> state = (z(P), z(P), z(P), z((P, P)), z((P, P)), z((P,) * 3))
+    >>> k1 = [z(P), np.eye(P), z((P,) * 3), z((P,) * 4), z((P,) * 5)]
+    >>> out = second_order_multi_step(state, (k1, np.ones((P, P)), z((P,) * 3), z((P,) * 4), z((P,) * 3)), 1.0, C_b=0)
+    >>> float(out[3][0, 0])   # V' = F2 + r B V B^T
+    1.0
     """
-    _, g1, g2, V, V1, U = state
+    _, g1, _, V, _, _ = state
     (a, B, C, D, E), F2, F2p, F2pp, F3 = tensors
-    gV = np.einsum("ab,c->abc", V, g1)
-    VV_pair = np.einsum("ac,bd->abcd", V, V) + np.einsum("ad,bc->abcd", V, V)   # Cov(dd, dd) / eps^2
-    VV_all = np.einsum("ab,cd->abcd", V, V) + VV_pair                             # E[d^4] / eps^2
-    K_next = C_b + a
-    G1 = r * (B @ g1 + 0.5 * np.einsum("pab,ab->p", C, V))
-    G2 = r ** 2 * (B @ g2 + 0.5 * np.einsum("pab,ab->p", C, V1 + np.outer(g1, g1))
-                   + np.einsum("pabc,abc->p", D, U + _sym3(gV)) / 6 + np.einsum("pabcd,abcd->p", E, VV_all) / 24)
-    V_next = F2 + r * B @ V @ B.T
-    cov = (B @ V1 @ B.T
-           + 0.5 * (np.einsum("pa,abc,qbc->pq", B, U + gV + np.swapaxes(gV, 1, 2), C)
-                    + np.einsum("qa,abc,pbc->pq", B, U + gV + np.swapaxes(gV, 1, 2), C))
-           + 0.25 * np.einsum("pab,abcd,qcd->pq", C, VV_pair, C)
-           + (np.einsum("pa,abcd,qbcd->pq", B, VV_all, D) + np.einsum("qa,abcd,pbcd->pq", B, VV_all, D)) / 6)
-    V1_next = r * (np.einsum("pqa,a->pq", F2p, g1) + 0.5 * np.einsum("pqab,ab->pq", F2pp, V)) + r ** 2 * cov
-    cross = np.einsum("pa,ab,qrb->pqr", B, V, F2p)   # n_l Cov(k1_P, k2_QR) / (eps V): the placement (P; QR)
-    k3_k1 = (np.einsum("pa,qb,rc,abc->pqr", B, B, B, U)
-             + 0.5 * (np.einsum("pa,qb,rcd,abcd->pqr", B, B, C, VV_pair)
-                      + np.einsum("pa,rb,qcd,abcd->pqr", B, B, C, VV_pair)
-                      + np.einsum("qa,rb,pcd,abcd->pqr", B, B, C, VV_pair)))
-    U_next = F3 + r * (cross + np.transpose(cross, (1, 0, 2)) + np.transpose(cross, (1, 2, 0))) + r ** 2 * k3_k1
-    return K_next, G1, G2, V_next, V1_next, U_next
+    F2pp_V = _ein("pqab,ab->pq", F2pp, V)
+    con = _Contractions(F2, _ein("pqa,a->pq", F2p, g1), F2pp_V, _ein("pa,ab,qrb->pqr", B, V, F2p), F3)
+    P = len(a)
+    k1 = ([np.asarray(t) for t in C], [np.asarray(t) for t in D], [np.asarray(t) for t in E], [np.arange(P)] * P)
+    return _step(state, a, B, k1, con, r, C_b)
 
 
 class SecondOrderMulti(NamedTuple):
@@ -182,6 +376,9 @@ class SecondOrderMulti(NamedTuple):
 
     K, G1, G2: (depth+1, N, N); V, V1: (depth+1, N, N, N, N), V[l-1, a1, a2, a3, a4] = V^(l)_{(a1a2)(a3a4)};
     U: (depth+1,) + (N,)*6, U[l-1, a1..a6] = U^(l)_{(a1a2)(a3a4)(a5a6)}; widths: the widths used (None: equal).
+    stderr: None on the exact route ("rule"); on the randomized route ("qmc") a dict name -> the integration
+    error (standard error over the scrambles) of G1, G2, V, V1, U, same shapes (K is exact: sft.kernels.nngp).
+    integration: "rule" or "qmc", the route used (module docstring).
     """
 
     K: np.ndarray
@@ -191,6 +388,8 @@ class SecondOrderMulti(NamedTuple):
     V1: np.ndarray
     U: np.ndarray
     widths: tuple | None
+    stderr: dict | None = None
+    integration: str = "rule"
 
     def output_cumulants(self, n):
         """[kappa_2 (N, N), kappa_4 (N,)*4, kappa_6 (N,)*6] of the readout to O(1/n^2), n = n_L the last hidden width.
@@ -217,9 +416,35 @@ def _pairing_sum(T):
     return out
 
 
-def second_order_multi_input(x, *, depth, activation, C_W, C_b, widths=None) -> SecondOrderMulti:
-    """K, G1, G2, V, V1, U for N <= 3 inputs x (N, n_0) (module docstring). C_W, C_b: scalars or per layer
+def _cost(N, depth, route, n_points, n_scrambles):
+    """(floating-point operations, bytes) estimated for second_order_multi_input (module docstring)."""
+    P = N * (N + 1) // 2
+    runs = 1 if route == "rule" else n_scrambles
+    M = (2 * _NODES.get(N, 12)) ** N if route == "rule" else n_points * n_scrambles
+    flops = depth * (M * (2 * P ** 3 + 2 * N ** 4 + 80 * P ** 2) + runs * 12 * P ** 5)
+    mem = 8 * ((depth + 1) * (N ** 6 + 2 * N ** 4) * (3 if runs > 1 else 1) + runs * (depth + 1) * (P ** 3 + 3 * P ** 2)
+               + depth * 2 * P ** 4 + 6 * P ** 4 + 3 * _CHUNK_ENTRIES + M // runs * (3 * P + N * N + 4 * N))
+    return flops, mem
+
+
+def _check_power_of_two(name, n):
+    n = check_int(name, n, 16)
+    if n & (n - 1):
+        raise ValueError(f"{name}={n} is not allowed: a power of 2 >= 16 (a full Sobol block)")
+    return n
+
+
+@limit_threads()
+def second_order_multi_input(x, *, depth, activation, C_W, C_b, widths=None, integration="auto",
+                             n_points=2 ** 13, n_scrambles=8, seed=0) -> SecondOrderMulti:
+    """K, G1, G2, V, V1, U for N inputs x (N, n_0) (module docstring). C_W, C_b: scalars or per layer
     (length depth + 1); widths None (equal) or (n_1, .., n_depth). K^(l) from :func:`sft.kernels.nngp`.
+
+    integration: "rule" (the nested Gauss-Legendre rule of all N inputs: exact to quadrature accuracy ~1e-12,
+    affordable for N <= 4), "qmc" (randomized quasi-Monte Carlo: ``n_scrambles`` independent scrambles of
+    ``n_points`` Sobol points each, seeded by ``seed``; ``stderr`` holds the integration errors), or "auto"
+    ("rule" for N <= MAX_RULE_INPUTS = 3, else "qmc"). ValueError if the estimated cost exceeds MAX_FLOPS or
+    MAX_BYTES.
 
     >>> out = second_order_multi_input(np.array([[1.0, 0.0]]), depth=2, activation="linear", C_W=1.0, C_b=0.0)
     >>> round(float(out.U[-1, 0, 0, 0, 0, 0, 0]), 10)   # 12 L^2 - 4 L at K = 1/2: (48 - 8) / 8
@@ -232,25 +457,58 @@ def second_order_multi_input(x, *, depth, activation, C_W, C_b, widths=None) -> 
     r = width_ratios(widths, depth)
     x, _ = check_inputs(x)
     N = x.shape[0]
-    if N > _MAX_INPUTS:
-        raise ValueError(f"x has N={N} inputs: the O(1/n^2) multi-input recursion integrates products of six "
-                         f"activations on all inputs at once and supports N <= {_MAX_INPUTS}")
+    if integration not in ("auto", "rule", "qmc"):
+        raise ValueError(f"integration={integration!r} is not allowed: 'auto', 'rule' or 'qmc'")
+    route = ("rule" if N <= MAX_RULE_INPUTS else "qmc") if integration == "auto" else integration
+    if route == "rule" and N > 4:
+        raise ValueError(f"x has N={N} inputs: integration='rule' integrates on the nested rule of all N inputs "
+                         f"({2 * _NODES.get(N, 12)}^{N} nodes) and is allowed for N <= 4; use integration='qmc'")
+    n_points = _check_power_of_two("n_points", n_points)
+    n_scrambles = check_int("n_scrambles", n_scrambles, 2)
+    seed = check_int("seed", seed, 0)
+    flops, mem = _cost(N, depth, route, n_points, n_scrambles)
+    for what, val, lim, attr in (("floating-point operations", flops, MAX_FLOPS, "MAX_FLOPS"),
+                                 ("bytes of memory", mem, MAX_BYTES, "MAX_BYTES")):
+        if val > lim:
+            raise ValueError(f"x has N={N} inputs: second_order_multi_input at depth = {depth} with integration="
+                             f"{route!r} is too large: ~{val:.3g} {what}, above the limit {lim:.3g} "
+                             f"(sft.finite.second_order_multi.{attr}; about 1e10 operations per second on 2 cores; "
+                             "the outputs hold N^6 entries per layer); use fewer inputs"
+                             + (" or integration='qmc'" if route == "rule" else " or fewer points"))
     Ks = nngp(x, depth=depth, activation=act, C_W=cw, C_b=cb, all_layers=True)
-    pairs = _pairs(N)
-    P = len(pairs)
-    idx = np.zeros((N, N), dtype=int)
-    for i, (a, b) in enumerate(pairs):
-        idx[a, b] = idx[b, a] = i
-    rows, cols = np.array(pairs).T
-    state = (Ks[0][rows, cols], np.zeros(P), np.zeros(P), np.zeros((P, P)), np.zeros((P, P)), np.zeros((P,) * 3))
-    out = [state]
-    for l in range(depth):
-        state = second_order_multi_step(state, _layer_tensors(act, Ks[l], cw[l + 1]), r[l], C_b=cb[l + 1])
-        out.append(state)
-    g1, g2, V, V1, U = (np.stack([s[k] for s in out]) for k in range(1, 6))
+    rows, cols, _, idx = _pair_layout(N)
+    P = rows.size
+    pair_data = [_pair_data(act, Ks[l], cw[l + 1]) for l in range(depth)]
+    if route == "rule":
+        nodes = [None]
+    else:
+        nodes = [special.ndtri(np.clip(qmc.Sobol(N, scramble=True, seed=np.random.default_rng(ss)).random_base2(int(math.log2(n_points))),
+                                       2.0 ** -40, 1 - 2.0 ** -40))
+                 for ss in np.random.SeedSequence(seed).spawn(n_scrambles)]
+    runs = []
+    for u in nodes:
+        state = (Ks[0][rows, cols], np.zeros(P), np.zeros(P), np.zeros((P, P)), np.zeros((P, P)), np.zeros((P,) * 3))
+        out = [state]
+        for l in range(depth):
+            pd = pair_data[l]
+            if u is None:
+                z, w = gaussian_rule(Ks[l])
+            else:
+                z, w = u @ _cholesky(Ks[l]).T, np.full(n_points, 1.0 / n_points)
+            con = _global_contractions(act, Ks[l], cw[l + 1], z, w, state[1], state[3], pd.B @ state[3],
+                                       stein=u is not None and act.name in SMOOTH_ACTIVATIONS)
+
+            state = _step(state, pd.a, pd.B, (pd.C, pd.D, pd.E, pd.loc), con, r[l], cb[l + 1])
+            out.append(state)
+        runs.append([np.stack([s[k] for s in out]) for k in range(1, 6)])
     i2 = (slice(None), idx)
     i4 = (slice(None), idx[:, :, None, None], idx[None, None, :, :])
     i6 = (slice(None), idx[:, :, None, None, None, None], idx[None, None, :, :, None, None],
           idx[None, None, None, None, :, :])
-    return SecondOrderMulti(Ks, g1[i2], g2[i2], V[i4], V1[i4], U[i6],
-                            None if widths is None else check_widths(widths))
+    names, where = ("G1", "G2", "V", "V1", "U"), (i2, i2, i4, i4, i6)
+    mean = [np.mean([run[k] for run in runs], 0)[ix] for k, ix in enumerate(where)]
+    stderr = None
+    if len(runs) > 1:
+        stderr = {name: (np.std([run[k] for run in runs], 0, ddof=1) / math.sqrt(len(runs)))[ix]
+                  for k, (name, ix) in enumerate(zip(names, where))}
+    return SecondOrderMulti(Ks, *mean, None if widths is None else check_widths(widths), stderr, route)
