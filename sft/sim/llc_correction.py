@@ -32,8 +32,8 @@ parameterization), but every contraction with P runs over the ~D ~ width directi
 P = 1/gamma, so at fixed gamma the terms of delta are O(1) in width: the expansion parameter is the
 weight spread 1/sqrt(gamma) of the localized posterior against the scale of the activation's
 nonlinearity, and the derivatives of f of every order contribute at the same order in width. The
-first-order delta is therefore the leading 1/gamma correction (tested against quadrature and MALA on
-small networks), not a 1/width correction; for wide networks at gamma = O(1) the all-orders
+first-order delta is therefore the leading large-gamma correction (tested against quadrature), not
+a 1/width correction; for wide networks at gamma = O(1) the all-orders
 resummation is the function-space Gaussian of :mod:`sft.sim.llc_function_space` (measured: trained
 tanh networks at gamma = 1, nbeta = n/log n, where this first-order delta has the wrong sign). The contractions need no D^3 or D^4 tensor: with
 Theta = J J^T, c = gamma n / a, M = (c + Theta)^-1 (Woodbury: P = (I - J^T M J) / gamma,
