@@ -60,11 +60,10 @@ def compute(*, kind, depth, activation, C_W, C_b, lr_fraction, n_steps, record_e
                         activation=activation, C_W=C_W, C_b=C_b, learning_rate=eta, n_steps=n_steps,
                         record_every=record_every, record_ntk=True, dtype=dtype)
     f = np.concatenate([np.asarray(tr.train_predictions), np.asarray(tr.test_predictions)], 2)  # (S, T, 3)
-    th = trained_ensemble_gd(mk, y, n_train=2, learning_rate=eta, n_steps=n_steps, record_every=record_every)
     B, a = _linear_maps(mk.Theta, eta, n_steps, record_every)
     flin = a[None] + np.einsum("tij,sj->sti", B, f[:, 0])
     D = f - flin
-    G1_var = th.cov_parts["kernel"][:, 2, 2]
+    G1_var = np.einsum("ti,ij,tj->t", B[:, 2], mk.G1, B[:, 2])  # (B G1 B^T)_{x* x*}: exact part of Var f_lin
     dH = np.asarray(tr.ntk - tr.ntk[:, :1])[:, :, [0, 0], [0, 1]]  # (S, T, 2)
     T = f.shape[1]
 
