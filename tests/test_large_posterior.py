@@ -1,9 +1,9 @@
-"""O(1/n) posterior at large N without cumulant tensors (sft.predict.large_posterior), checked on small cases
+"""O(1/n) posterior at large N without cumulant tensors (sft.predict.large_posterior, module neuron_sampling_posterior), checked on small cases
 against the full-tensor route: sft.predict.perturbative_posterior with V, G1 from sft.finite.multi_input."""
 import numpy as np
 import pytest
 
-import sft.predict.large_posterior as lp
+import sft.predict.neuron_sampling_posterior as lp
 from sft.finite import multi_input
 from sft.predict import perturbative_posterior
 from sft.predict.nearly_gaussian_posterior import posterior_series
@@ -29,14 +29,14 @@ def _z(est, ref, err):
     return ((est - ref) / err)[idx]
 
 
-@pytest.mark.parametrize("activation, depth, C_W", [("tanh", 1, 1.5), ("relu", 2, 2.0)])
-def test_agrees_with_full_tensor_route(activation, depth, C_W):
+@pytest.mark.parametrize("activation, depth, C_W, samples", [("tanh", 1, 1.5, 10000), ("relu", 2, 2.0, 40000)])
+def test_agrees_with_full_tensor_route(activation, depth, C_W, samples):
     """Sampled O(1/n) mean and covariance within |z| < 4 of the full-tensor route (seed 0, float64), and
     the exact kernel shift (depth 2) equal to multi_input's G1 to 1e-8 relative."""
     x, y = _case(3)
     kw = dict(depth=depth, activation=activation, C_W=C_W, C_b=0.1)
     mi, ref = _full_tensor(x, y, 0.2, **kw)
-    out = lp.large_posterior(x[:P], y, x[P:], noise=0.2, samples=20000, n_batches=20, seed=0, **kw)
+    out = lp.large_posterior(x[:P], y, x[P:], noise=0.2, samples=samples, n_batches=20, seed=0, **kw)
     assert np.allclose(out.mean[0], ref.mean[0], rtol=1e-12, atol=0) and np.allclose(out.cov[0], ref.cov[0], rtol=1e-12)
     z = np.concatenate([_z(out.mean[1], ref.mean[1], out.mean_err[1]), _z(out.cov[1], ref.cov[1], out.cov_err[1])])
     assert np.max(np.abs(z)) < 4, (z, out.mean[1], ref.mean[1], out.cov[1], ref.cov[1])

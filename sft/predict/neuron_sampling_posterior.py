@@ -3,37 +3,42 @@
 Why sampling (issue 12, item 2). The generated O(1/n) terms (:func:`sft.predict.posterior_series`) contract
 the output's fourth cumulant U = (1/n)[V + V + V] with y~ = K~^{-1} y, K~^{-1} and the projector R. The
 output is exactly N(0, G) given the readout metric G = G^(L+1), so U is the sum over the 3 pairings of its
-legs of n Cov(G, G) = V. One hidden layer: G = C_b + (C_W / n) sum_i s_i s_i^T with i.i.d. neuron features
-s = sigma(z), z ~ N(0, K^(1)) in R^N, so V = E[X (x) X], X = C_W (s s^T - <s s^T>) -- a contraction
-such as sum V_(ab)(cd) A_ab C_cd = E[(s^T A s)(s^T C s)] - ... is a genuinely N-dimensional Gaussian
-expectation of a non-polynomial function (exact only for polynomial sigma, through Wick), and the
-full tensor costs C(N, 4) four-dimensional integrals. Each graph of the generated series is therefore
-evaluated as an unbiased average over sampled neurons: every X factor is a short sum of "atoms"
-(u v^T, D_u A D_v with a fixed N x N matrix A, or a fixed matrix), and a graph with its vertex legs paired
-into X factors is one batched ``np.einsum`` per choice of atoms, O(B N^2) for B sampled neurons (the
-largest intermediate is B x M x N). Error bars: standard error over independent batches.
+legs of V = n Cov(G, G). One hidden layer: G = C_b + (C_W / n) sum_i s_i s_i^T with i.i.d. neuron features
+s = sigma(z), z ~ N(0, K^(1)) in R^N, so V = E[X (x) X], X = C_W (s s^T - <s s^T>). A contraction such as
+sum V_(ab)(cd) A_ab C_cd = C_W^2 Cov(s^T A s, s^T C s) is a genuinely N-dimensional Gaussian expectation of a
+non-polynomial function: exact only for polynomial sigma (Wick); in a Hermite expansion of sigma its terms
+are tensor networks on the complete graph K4 (treewidth 3), O(N^4) each, and the series must be truncated.
+So each generated graph is evaluated as an unbiased average over sampled neurons: every X factor is a sum
+of low-rank sampled atoms sum_k w_k U_ik V_ik^T and fixed N x N matrices, and a graph with its vertex legs
+paired into X factors is one ``np.einsum`` per pairing class and atom kind, O(B K N P) for B neurons of
+K atoms. Error bars: standard error over ``n_batches`` independent batches.
 
-Two hidden layers (widths n_1 = n_2 = n, r = n_2 / n_1 = 1). From the recursion of :mod:`sft.finite.vertex`
-(PDLT sec. 4.3): V^(3) = C_W^2 [<t t t t> - <t t><t t>]_{K^(2)} + r B V^(2) B^T, with t = sigma(z),
-z ~ N(0, K^(2)), and B the linear response of C_W^{-1} E[G^(3) | G^(2)] to G^(2), which is pair-local:
+Two hidden layers (n_1 = n_2 = n, r = 1). From the recursion of :mod:`sft.finite.vertex` (PDLT sec. 4.3):
+V^(3) = C_W^2 [<t t t t> - <t t><t t>]_{K^(2)} + r B V^(2) B^T, t = sigma(z), z ~ N(0, K^(2)), where B, the
+linear response of E[G^(3) | G^(2)] / C_W to G^(2), is pair-local:
 
-    B(X)_ab = (1/2) sum_{i,j in slots of (a, b)} <d_i d_j (s_a s_b)>_{K^(2)} X_{ij}
-            = Hq_ab X_ab + Hd_ab X_aa + Hd_ba X_bb   (a != b),     B(X)_aa = h_a X_aa,
+    B(X)_ab = <q_a q_b> X_ab + dk_ab/dK_aa X_aa + dk_ab/dK_bb X_bb  (a != b),   B(X)_aa = dk_aa/dK_aa X_aa,
 
-so with V^(2) = E[Y (x) Y], Y = C_W (s s^T - <s s^T>)_{K^(1)}: V^(3) = E[X_a (x) X_a] + r E[X_b (x) X_b],
-X_a = C_W (t t^T - <t t^T>), X_b = C_W B(Y) = C_W^2 [D_s (Hq + diag h) D_s + D_{s^2} Hd + Hd^T D_{s^2} -
-B(<s s^T>)], two independent sampled components. The derivative matrices come from
-``sft.finite.vertex._pair_derivatives`` (2-d quadrature per pair, O(N^2)). The kernel shift is exact (no
-sampling): G1^(3)_ab = (r C_W / 8) sum_{i..l in slots} <d_i d_j d_k d_l (s_a s_b)> V^(2)_{(ij)(kl)}, which only
-needs V^(2) on the pairs inside {a, b} (2-d moments), so it costs O(N^2) like the kernel
-(sft.finite.vertex.multi_input's G1 restricted to one pair; equal to it to quadrature accuracy, tested).
+k_ab = <s_a s_b>_{K^(2)}, q = sigma'(z). So V^(3) = E[X_a (x) X_a] + r E[X_b (x) X_b], X_a = C_W (t t^T - <t t^T>)
+and X_b = C_W^2 [B(s s^T) - B(<s s^T>)] with s = sigma(z^(1)), two independent sampled components.
+B(s s^T) is itself sampled without N x N x N work (:func:`_response_factors`): <q_a q_b> = E[q q^T] and, by
+rescaling z_a, dk_ab/dK_aa = (<z_a q_a t_b> - K_ab <q_a q_b>) / (2 K_aa), with fresh z, zeta ~ N(0, K^(2)) for
+each of the two X factors (so E[X_b (x) X_b] is unbiased); B(<s s^T>) is exact, from the pair derivatives of
+``sft.finite.vertex._pair_derivatives``. The kernel shift is exact (no sampling): G1^(3)_ab = (r C_W / 8)
+sum_{slots of (a, b)} <d^4 (s_a s_b)> V^(2)_{(ij)(kl)} needs V^(2) only on the pairs inside {a, b}
+(2-d moments), O(N^2) integrals like the kernel; it equals multi_input's G1 to ~1e-16 (same quadrature).
 
-Exactness: the kernel-shift part is deterministic (agrees with multi_input to ~1e-10); the U part is a
-Monte Carlo integral for every sigma (for a linear sigma an exact Wick route exists but is not implemented
-here), so 1e-8 agreement with the full-tensor route is not achievable for the U part -- the estimate agrees
-within its error bar (tests/test_large_posterior.py: z-scores against
-:func:`sft.predict.perturbative_posterior` with multi_input tensors at N = 6). O(1/n^2) is not implemented
-(it needs the six-point vertex and the 1/n corrections of V and G1 at real N, see the issue).
+Accuracy, measured (tests/test_large_posterior.py; sims/benchmarks/bench_large_posterior.py). Small N
+(P = 3, M = 2): the O(1/n) mean and covariance agree with the full-tensor route
+(:func:`sft.predict.perturbative_posterior` with multi_input's V, G1) within |z| < 4 of the error bars; the
+einsum compilation of the generated graphs is exact (1e-12, fixed atoms). 1e-8 agreement is NOT reachable for
+a nonlinear sigma by this route: the U part is a Monte Carlo integral whose error falls as samples^-1/2. At
+P = M = 100 the variance is large: the sampled projections y~ . s weight the small-eigenvalue directions of
+K~, which are dominated by the nonlinear residual of sigma, so a Gaussian-equivalent (linearized) control
+variate removed < 10 % of the variance (tried, not kept). One hidden layer, tanh, d = 50, noise 1.0:
+8192 neurons give relative errors 0.20 (mean) / 0.13 (covariance) of the correction; with noise 0.1 (|y~|
+~ 20) 4096 neurons give ~0.9 / 0.5. O(1/n^2) is not implemented (needs the six-point vertex and the 1/n
+corrections of V and G1 at large N).
 """
 from __future__ import annotations
 
@@ -256,8 +261,10 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
     dK[x y]; covariance 2! Sym[-1/4 U[x x K~^{-1}] + 1/4 U[x x y y] + 1/2 dK[x x]]) are evaluated with
     U = (1/n) sum_pairings V, V = E[X (x) X] over sampled neurons (module docstring), dK = G1^(3)/n exact
     (zero at depth 1). ``samples`` neurons per component, split into ``n_batches`` independent batches
-    for the standard errors; float64 throughout; same seed -> same result. Cost: ~O(samples N^2) plus
-    O(N^2) 2-d integrals (depth 2), memory O(N^2 + (samples / n_batches) M N).
+    for the standard errors; float64 throughout; same seed -> same result. Cost: O(samples N P) for the
+    sampling plus, at depth 2, O(N^2) 2-d integrals (the pair derivatives: ~40 s at N = 200 on 2 loaded
+    cores); memory O(N^2 + (samples / n_batches) N). The error bars are honest but large at P ~ 100 (module
+    docstring): check ``mean_err``, ``cov_err`` against ``mean[1]``, ``cov[1]`` before using the correction.
 
     x_train (P, d), y_train (P,), x_test (M, d); noise = sigma^2 >= 0; n > 0 (n = 1: the coefficients of
     1/n); order = 1 (O(1/n^2) is not implemented: ValueError).
