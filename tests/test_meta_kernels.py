@@ -151,21 +151,36 @@ def test_one_hidden_layer_single_neuron_averages():
 
 
 # ------------------------------------------------------------------------------- deep linear, exact
-@pytest.mark.parametrize("widths", [(1,), (1, 1), (1, 1, 1), (1, 2, 3), (3, 1, 2, 1)])
-def test_deep_linear_exact_law(widths):
-    """n_L E[dH f] of the exact deep-linear law (derivations/meta_kernels.py, Stein identity) to first order,
-    equal and unequal widths, against the recursion (linear sigma: P = R = U = 0); ddHI = 0 at O(1/n)."""
+def _derivation():
     import importlib.util
     import pathlib
     path = pathlib.Path(__file__).resolve().parents[1] / "derivations" / "meta_kernels.py"
     spec = importlib.util.spec_from_file_location("derivation_meta_kernels", path)
     dm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(dm)
-    want = float(dm.dH_f_first_order(widths))
+    return dm
+
+
+@pytest.mark.parametrize("widths", [(1,), (1, 1), (1, 1, 1), (1, 2, 3), (3, 1, 2, 1)])
+def test_deep_linear_exact_law(widths):
+    """n_L E[dH f] of the exact deep-linear law (derivations/meta_kernels.py, Stein identity) to first order,
+    equal and unequal widths, against the recursion (linear sigma: P = R = U = 0); ddHI = 0 at O(1/n)."""
+    want = float(_derivation().dH_f_first_order(widths))
     out = mk.output_meta_kernels(np.ones((1, 1)), depth=len(widths), activation="linear", C_W=1.0, C_b=0.0,
                                  widths=tuple(10 * w for w in widths))
     assert out.dntk_f[0, 0, 0, 0] == pytest.approx(want, rel=1e-12)
     assert np.all(np.abs(out.ddntk_I) <= 1e-12 * want)
+
+
+def test_linear_closed_form_of_the_recursion():
+    """The sympy closed form of the linear-sigma recursion (derivations/meta_kernels.py): n E[dH f] =
+    L (L+1) (L+2) / 3, n E[ddHII] = L (L+1)^2 (L+2) / 6, against the library for L = 1..4."""
+    dhf, ddii = _derivation().linear_recursion_closed_form()
+    L = sorted(dhf.free_symbols, key=str)[0]
+    for depth in range(1, 5):
+        out = mk.output_meta_kernels(np.ones((1, 1)), depth=depth, activation="linear", C_W=1.0, C_b=0.0)
+        assert out.dntk_f.ravel()[0] == pytest.approx(float(dhf.subs(L, depth)), rel=1e-12)
+        assert out.ddntk_II.ravel()[0] == pytest.approx(float(ddii.subs(L, depth)), rel=1e-12)
 
 
 # ------------------------------------------------------------------------------- structure
