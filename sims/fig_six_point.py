@@ -77,6 +77,16 @@ def _slice_inputs(t):
     return np.sqrt(2.0) * np.array([[1.0, 0.0], [np.cos(t), np.sin(t)]])
 
 
+def _kappa6_aaabbb(G):
+    """kappa6(f_a, f_a, f_a, f_b, f_b, f_b) from per-network metrics G (S, 2, 2): the entry (0,0,0,1,1,1) of
+    :func:`sft.sim.output_cumulants_from_metrics` (15 pairings of the unbiased k3 of G: 9 with the pairs
+    (aa)(ab)(bb), 6 with (ab)(ab)(ab)) without its full N^6 tensors."""
+    d = G - G.mean(axis=0)
+    S = G.shape[0]
+    aa, ab, bb = d[:, 0, 0], d[:, 0, 1], d[:, 1, 1]
+    return (9 * np.sum(aa * ab * bb) + 6 * np.sum(ab ** 3)) * S / ((S - 1) * (S - 2))
+
+
 def compute(*, kind, activation, C_W, width=None, n_networks=None, n_angles=None, n_line=None,
             seed=None, dtype=None):
     label = next(k for k, v in SETTINGS.items() if v[0] == activation)
@@ -126,8 +136,7 @@ def compute(*, kind, activation, C_W, width=None, n_networks=None, n_angles=None
                            C_W=C_W, C_b=0.0, n_networks=n_networks)
         for L in range(1, DEPTH + 1):
             scale = width ** 2 / Kaa[float(t)][L - 1] ** 3
-            sim[L - 1, j], err[L - 1, j] = jackknife(
-                lambda g: scale * output_cumulants_from_metrics(g)[2][idx], G[:, L])
+            sim[L - 1, j], err[L - 1, j] = jackknife(lambda g: scale * _kappa6_aaabbb(g), G[:, L])
     return dict(t_line=t_line, theory=theory, tree=tree, t_mc=t_mc, sim=sim, sim_err=err)
 
 

@@ -35,12 +35,38 @@ B_PA V_AB F2'_QR,B (n_l Cov(k1_P, k2_QR) / eps^2) and (B B C : (V V)_2)_PQR = B_
 (kappa_3(B d, B d, C d d / 2) is half of it)
 (written out in :func:`second_order_multi_step`; at N = 1 it is :func:`sft.finite.second_order_step`, tested).
 
-Gaussian derivatives (Price): d^j <F>_{K + theta} / d theta^j = <F(z) d^j rho(z; theta)> with
-rho = phi_{K + theta}(z) / phi_K(z) the density ratio (theta over the pair variables), whose Taylor
-coefficients at theta = 0 are computed by JAX forward-mode differentiation of the closed-form
-log-density and summed on the split Gauss-Legendre rule of :mod:`sft.finite.vertex` (the
-multivariate form of <F He_2j>/(2K)^j). The pair functions (k1) use the rule of their own <= 2
-inputs; F2 and F3 the rule of all N inputs, so N <= 3 (ValueError otherwise).
+Gaussian derivatives (Price), in closed form: with theta over the pair variables (c_P = 1 for a < b, 1/2 for
+a = b), rho = phi_{K + theta}(z) / phi_K(z), y = K^{-1} z, Lam = K^{-1}, d^j rho = prod c H_{a1 b1 .. aj bj}(y), the
+multivariate Hermite polynomials H_{S+i} = y_i H_S - sum_{j in S} Lam_ij H_{S-j} (H_ab = y_a y_b - Lam_ab; checked
+against sympy derivatives of the density ratio). The step never forms F2'' (P^4), d^2 rho (M P^2) or E (P^5): it
+takes the contractions F2':g1 (P, P), F2'':V (P, P) and B V F2'^T (P, P, P), whose weights are scalars per node,
+rho_g = (y G y - tr Lam G) / 2 (G_ab = g1_(ab)) and rho_V = (1/4) W_ijkl H_ijkl(y) (W_ijkl = V_(ij)(kl)); k1_P
+depends on its own <= 3 pair variables only, so C, D, E are stored on those (work O(P^4) per layer, not O(P^6)).
+
+Integration and what is exact:
+- K: the pair rules below (equal to :func:`sft.kernels.nngp` within ~1e-12).
+- k1 and its derivatives to 4th order: each <s_a s_b> on the nested Gauss-Legendre rule of its own <= 2 inputs
+  (:func:`sft.finite.gaussian_rule`), for every N: exact to quadrature accuracy (~1e-12).
+- F2, F3 and the contractions (up to 4 and 6 activations on all N inputs):
+  ``integration="rule"``: the nested rule of all N inputs ((2 x 32)^3 = 262144 nodes at N = 3, 40^4 at N = 4;
+  the default for N <= MAX_RULE_INPUTS = 3, allowed to N = 4): exact to quadrature accuracy. Measured: equal to
+  the previous route (jax.jacfwd of the log-density, full tensors) to 1e-11 (tanh, relu, erf; N = 1..3, depth
+  2-3); linear activation vs the Wick closed forms, relative 2e-9 (N = 3) and 3e-8 (N = 4, V1), the |u| <= 8
+  truncation of the rule.
+  ``integration="qmc"`` (default for N >= 4): randomized quasi-Monte Carlo, z = L Phi^{-1}(u) with u from
+  ``n_scrambles`` independent scrambled Sobol sequences (scipy.stats.qmc.Sobol, seeded by ``seed``) of
+  ``n_points`` points each; the whole recursion runs once per scramble (the same points at every layer), the
+  result is the mean over scrambles and ``stderr`` its standard error (the integration error of G1, G2, V, V1,
+  U; K is exact). For the smooth activations of SMOOTH_ACTIVATIONS (tanh, erf, ..., linear) the contractions
+  are integrated by parts, E[F H_S(y)] = E[d_S F] (Stein): bounded integrands, no polynomial weights; for the
+  rest (relu family, custom callables) the Hermite weights are used as on the rule (larger errors). Every node
+  sum is centred on the node set (control variates for <X> and <rho>). Same seed -> same result.
+  Measured relative integration errors (max stderr / max |entry| of the last layer), inputs on the sphere, C_b =
+  0, depth 10, 8 scrambles of 2^13 points: see sims/benchmarks/bench_six_point.py and the report of issue 11
+  (tanh N = 4: U 6.5e-4, V1 5.9e-4, G2 1.7e-3 with 2^13; N = 3, depth 3: U 2e-4, and the estimates agree with
+  the rule within their errors).
+Cost: ~depth x M x (2 P^3 + 80 P^2) operations (M the nodes, P = N(N+1)/2), outputs N^6 per layer; ValueError
+above MAX_FLOPS or MAX_BYTES with the estimate.
 """
 from __future__ import annotations
 
@@ -57,7 +83,6 @@ from scipy.stats import qmc
 
 from ..conventions import check_depth, check_inputs, check_int, check_widths, layer_constants, require_x64
 from ..kernels.activations import get_activation
-from ..kernels.recursion import nngp
 from ..symbolic.cumulants import set_partitions
 from ..threads import limit_threads
 from .vertex import _CUTS, _NODES, _cholesky, _rule_batch, _sigma, gaussian_rule, width_ratios
@@ -306,7 +331,9 @@ def _sym3(T):
 
 
 def _ein(spec, *ops):
-    return np.einsum(spec, *ops, optimize=True)
+    """einsum with a contraction order for large P (no P^5+ intermediates); plain for small P (the path
+    search costs more than the contraction there)."""
+    return np.einsum(spec, *ops, optimize=max(np.shape(o)[0] if np.ndim(o) else 0 for o in ops) > 8)
 
 
 def _local(T, l, lead=0):
@@ -377,7 +404,7 @@ class SecondOrderMulti(NamedTuple):
     K, G1, G2: (depth+1, N, N); V, V1: (depth+1, N, N, N, N), V[l-1, a1, a2, a3, a4] = V^(l)_{(a1a2)(a3a4)};
     U: (depth+1,) + (N,)*6, U[l-1, a1..a6] = U^(l)_{(a1a2)(a3a4)(a5a6)}; widths: the widths used (None: equal).
     stderr: None on the exact route ("rule"); on the randomized route ("qmc") a dict name -> the integration
-    error (standard error over the scrambles) of G1, G2, V, V1, U, same shapes (K is exact: sft.kernels.nngp).
+    error (standard error over the scrambles) of G1, G2, V, V1, U, same shapes (K: the pair rules, no such error).
     integration: "rule" or "qmc", the route used (module docstring).
     """
 
@@ -436,13 +463,16 @@ def _check_power_of_two(name, n):
 
 @limit_threads()
 def second_order_multi_input(x, *, depth, activation, C_W, C_b, widths=None, integration="auto",
-                             n_points=2 ** 13, n_scrambles=8, seed=0) -> SecondOrderMulti:
+                             n_points=None, n_scrambles=8, seed=0) -> SecondOrderMulti:
     """K, G1, G2, V, V1, U for N inputs x (N, n_0) (module docstring). C_W, C_b: scalars or per layer
-    (length depth + 1); widths None (equal) or (n_1, .., n_depth). K^(l) from :func:`sft.kernels.nngp`.
+    (length depth + 1); widths None (equal) or (n_1, .., n_depth). K^(1) = C_b + C_W x x^T / n_0, K^(l+1) = C_b +
+    C_W <s_a s_b> from the pair rules that also give k1's derivatives (equal to :func:`sft.kernels.nngp` within
+    ~1e-12, tested; calling nngp cost more than the rest at N = 2).
 
     integration: "rule" (the nested Gauss-Legendre rule of all N inputs: exact to quadrature accuracy ~1e-12,
     affordable for N <= 4), "qmc" (randomized quasi-Monte Carlo: ``n_scrambles`` independent scrambles of
-    ``n_points`` Sobol points each, seeded by ``seed``; ``stderr`` holds the integration errors), or "auto"
+    ``n_points`` Sobol points each (None: 2^13 for N <= 4, 2^15 above), seeded by ``seed``; ``stderr`` holds
+    the integration errors), or "auto"
     ("rule" for N <= MAX_RULE_INPUTS = 3, else "qmc"). ValueError if the estimated cost exceeds MAX_FLOPS or
     MAX_BYTES.
 
@@ -463,7 +493,7 @@ def second_order_multi_input(x, *, depth, activation, C_W, C_b, widths=None, int
     if route == "rule" and N > 4:
         raise ValueError(f"x has N={N} inputs: integration='rule' integrates on the nested rule of all N inputs "
                          f"({2 * _NODES.get(N, 12)}^{N} nodes) and is allowed for N <= 4; use integration='qmc'")
-    n_points = _check_power_of_two("n_points", n_points)
+    n_points = _check_power_of_two("n_points", (2 ** 13 if N <= 4 else 2 ** 15) if n_points is None else n_points)
     n_scrambles = check_int("n_scrambles", n_scrambles, 2)
     seed = check_int("seed", seed, 0)
     flops, mem = _cost(N, depth, route, n_points, n_scrambles)
@@ -475,10 +505,16 @@ def second_order_multi_input(x, *, depth, activation, C_W, C_b, widths=None, int
                              f"(sft.finite.second_order_multi.{attr}; about 1e10 operations per second on 2 cores; "
                              "the outputs hold N^6 entries per layer); use fewer inputs"
                              + (" or integration='qmc'" if route == "rule" else " or fewer points"))
-    Ks = nngp(x, depth=depth, activation=act, C_W=cw, C_b=cb, all_layers=True)
     rows, cols, _, idx = _pair_layout(N)
     P = rows.size
-    pair_data = [_pair_data(act, Ks[l], cw[l + 1]) for l in range(depth)]
+    K = cb[0] + cw[0] * (x @ x.T) / x.shape[1]
+    Ks, pair_data = [0.5 * (K + K.T)], []
+    for l in range(depth):   # K^(l+1) = C_b + C_W <s_a s_b> on the pair rules (sft.kernels.nngp within ~1e-12)
+        pair_data.append(_pair_data(act, Ks[l], cw[l + 1]))
+        K = np.empty((N, N))
+        K[rows, cols] = K[cols, rows] = cb[l + 1] + pair_data[-1].a
+        Ks.append(K)
+    Ks = np.stack(Ks)
     if route == "rule":
         nodes = [None]
     else:
