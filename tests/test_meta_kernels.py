@@ -257,6 +257,14 @@ def test_bad_input(kwargs, match):
         mk.output_meta_kernels(**args)
 
 
-def test_bad_factor():
+def test_bad_factor_weight_and_step_arguments():
     with pytest.raises(ValueError, match="factors"):
         mk.gaussian_factor_mean([("q", 0)], np.eye(2), activation="tanh")
+    with pytest.raises(ValueError, match="weight"):
+        mk.gaussian_factor_mean([("s", 0)], np.eye(2), activation="tanh", weight=5)
+    z4 = np.zeros((2,) * 4)
+    with pytest.raises(ValueError, match="r="):
+        mk.meta_kernel_step(np.eye(2), np.eye(2), *(z4,) * 8, -1.0, activation="tanh", C_W=1.0)
+    with pytest.raises(ValueError, match="Q with shape"):
+        mk.meta_kernel_step(np.eye(2), np.eye(2), z4, z4, z4, np.zeros(3), z4, z4, z4, z4, 1.0,
+                            activation="tanh", C_W=1.0)

@@ -65,7 +65,8 @@ import numpy as np
 from . import vertex as fw
 from .ntk_variance import ntk_fluctuations_multi, readout_ntk_covariance
 from ..kernels.activations import get_activation
-from ..conventions import check_array, check_depth, check_widths, layer_constants, pd_inverse, require_x64
+from ..conventions import (check_array, check_depth, check_real, check_widths, layer_constants, pd_inverse,
+                           require_x64)
 
 __all__ = ["OutputMetaKernels", "output_meta_kernels", "meta_kernel_step", "gaussian_factor_mean"]
 
@@ -221,6 +222,9 @@ def gaussian_factor_mean(factors, K, *, activation, weight=None) -> float:
             raise ValueError(f"factors entry {item!r} is not allowed: give (kind, input) with kind in "
                              f"{tuple(_KINDS)} and 0 <= input < {K.shape[0]}")
         fac.append((kind, int(a)))
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, np.integer))
+                               or not 0 <= weight < K.shape[0]):
+        raise ValueError(f"weight={weight!r} is not allowed: give None or an input index 0 <= c < {K.shape[0]}")
     return _Gauss(act, K).mean(tuple(fac), None if weight is None else int(weight))
 
 
@@ -292,8 +296,17 @@ def meta_kernel_step(K, Theta, B, F, P, Q, R, S, T, U, r, *, activation, C_W):
     layer l (normalized by n_{l-1}; inf marks a divergent entry); r = n_l / n_{l-1}; C_W of layer l + 1.
     """
     require_x64("sft.finite.meta_kernel_step")
+    K = check_array("K", K, ndim=2)
+    N = K.shape[0]
+    Th = check_array("Theta", Theta, ndim=2)
+    if K.shape != (N, N) or Th.shape != (N, N):
+        raise ValueError(f"K with shape {K.shape} and Theta with shape {Th.shape} are not allowed: both (N, N)")
+    for name, X in (("B", B), ("F", F), ("P", P), ("Q", Q), ("R", R), ("S", S), ("T", T), ("U", U)):
+        if np.shape(X) != (N,) * 4:
+            raise ValueError(f"{name} with shape {np.shape(X)} is not allowed: give ({N},)*4 like K ({N}, {N})")
+    r = check_real("r", r, minimum=0, strict=True)
+    C_W = check_real("C_W", C_W, minimum=0, strict=True)
     g = _Gauss(get_activation(activation), K)
-    Th = np.asarray(Theta, dtype=np.float64)
     C2 = C_W ** 2
     DD, bad_dd = _finite(_tensor(g, "dd", 2))
     EE, bad_ee = _finite(_tensor(g, "ee", 2))
