@@ -61,10 +61,15 @@ Integration and what is exact:
   are integrated by parts, E[F H_S(y)] = E[d_S F] (Stein): bounded integrands, no polynomial weights; for the
   rest (relu family, custom callables) the Hermite weights are used as on the rule (larger errors). Every node
   sum is centred on the node set (control variates for <X> and <rho>). Same seed -> same result.
-  Measured relative integration errors (max stderr / max |entry| of the last layer), inputs on the sphere, C_b =
-  0, depth 10, 8 scrambles of 2^13 points: see sims/benchmarks/bench_six_point.py and the report of issue 11
-  (tanh N = 4: U 6.5e-4, V1 5.9e-4, G2 1.7e-3 with 2^13; N = 3, depth 3: U 2e-4, and the estimates agree with
-  the rule within their errors).
+  Measured relative integration errors, max stderr / max |entry| at the readout (depth 10, C_W = 1 (relu 2),
+  C_b = 0, N random inputs on the sphere |x|^2/n_0 = 1 of R^8, seed 0; 8 scrambles):
+      tanh N = 4, 2^13 points: U 6.5e-4, V1 5.9e-4, V 5.8e-4, G1 7.2e-4, G2 1.7e-3
+      erf  N = 4, 2^13:        U 5.4e-4, V1 7.4e-4, V 4.1e-4, G1 9.9e-4, G2 6.5e-3
+      tanh N = 8, 2^15:        U 4.4e-4, V1 8.5e-4, V 6.3e-4, G1 9.3e-4, G2 3.2e-3  (2^13: U 4.4e-3)
+      erf  N = 8, 2^13:        U 4.6e-3 (2^15 not measured)
+      relu N = 4, 2^13:        U 1.3e-2, V1 9.4e-2, G2 0.27;  N = 8: U 6.3e-2, V1 0.35, G2 0.68 (Hermite
+                               weights: G2 and V1 of deep relu networks need far more points)
+  and at N = 3, depth 3, tanh, 2^13: U 2e-4 with the estimates within their errors of the rule's values.
 Cost: ~depth x M x (2 P^3 + 80 P^2) operations (M the nodes, P = N(N+1)/2), outputs N^6 per layer; ValueError
 above MAX_FLOPS or MAX_BYTES with the estimate.
 """
