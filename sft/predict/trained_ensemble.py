@@ -436,10 +436,11 @@ def trained_ensemble_flow(meta_kernels, y_train, *, n_train, times) -> TrainedEn
     Other arguments as :func:`trained_ensemble_gd`.
 
     >>> from sft.predict.trained_ensemble import _toy_meta_kernels
-    >>> r = trained_ensemble_flow(_toy_meta_kernels(3, seed=0), np.array([0.5, -0.3]), n_train=2,
-    ...                           times=[0.0, 0.5])
-    >>> r.times.tolist(), r.mean.shape
-    ([0.0, 0.5], (2, 3))
+    >>> mk = _toy_meta_kernels(3, seed=1)
+    >>> mk = mk._replace(Theta=mk.Theta + np.eye(3))
+    >>> r = trained_ensemble_flow(mk, np.array([0.5, -0.3]), n_train=2, times=[1.0, np.inf])
+    >>> r.times.tolist(), bool(np.abs(r.mean[-1, :2] - [0.5, -0.3]).max() < 1e-9)  # interpolates at t = inf
+    ([1.0, inf], True)
     """
     require_x64("sft.predict.trained_ensemble_flow")
     mk, y, lt = _meta(meta_kernels, n_train, y_train)
