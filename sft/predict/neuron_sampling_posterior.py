@@ -31,8 +31,10 @@ sum_{slots of (a, b)} <d^4 (s_a s_b)> V^(2)_{(ij)(kl)} needs V^(2) only on the p
 Accuracy, measured (tests/test_large_posterior.py; sims/benchmarks/bench_large_posterior.py). Small N
 (P = 3, M = 2): the O(1/n) mean and covariance agree with the full-tensor route
 (:func:`sft.predict.perturbative_posterior` with multi_input's V, G1) within |z| < 4 of the error bars; the
-einsum compilation of the generated graphs is exact (1e-12, fixed atoms). 1e-8 agreement is NOT reachable for
-a nonlinear sigma by this route: the U part is a Monte Carlo integral whose error falls as samples^-1/2. At
+einsum compilation of the generated graphs is exact (1e-12, fixed atoms). For a linear sigma the route is
+exact (Isserlis: V summed over pairings = 2 C_W^2 x (M M summed over pairings), and B = 1; no sampling) and
+equals the explicit-tensor result to 1e-12. 1e-8 agreement is NOT reachable for a nonlinear sigma by this
+route: the U part is a Monte Carlo integral whose error falls as samples^-1/2. At
 P = M = 100 the variance is large: the sampled projections y~ . s weight the small-eigenvalue directions of
 K~, which are dominated by the nonlinear residual of sigma, so a Gaussian-equivalent (linearized) control
 variate removed < 10 % of the variance (tried, not kept). One hidden layer, tanh, d = 50, noise 1.0:
@@ -339,13 +341,22 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
                   for t in series[(1, m)] if t.graphs[0].vertices[0][0] == "U1")
         return math.factorial(m) * _symmetrize(np.asarray(tot))
 
-    parts = {1: [], 2: []}
-    for _ in range(n_batches):
-        drawn = [(1.0 / n, sampler(rng, B)) for sampler in comps]  # independent neurons per component and batch
-        for m in (1, 2):
-            parts[m].append(u_part(m, drawn))
-    est = {m: np.mean(parts[m], 0) for m in (1, 2)}
-    err = {m: np.std(parts[m], 0, ddof=1) / np.sqrt(n_batches) for m in (1, 2)}
+    if act.slopes == (1.0, 1.0):
+        # linear sigma, s = z ~ N(0, M): Cov(s_a s_b, s_c s_d) = M_ac M_bd + M_ad M_bc (Isserlis), so V summed
+        # over the 3 pairings of the U vertex is 2 cw^2 x (M M summed over the 3 pairings): exact, no sampling
+        exact = [(2 * cw[depth] ** 2 / n, [[(1.0, Mn, None, None)]] * 2)]
+        if depth == 2:  # B = identity for a linear sigma
+            exact.append((2 * (cw[1] * cw[2]) ** 2 / n, [[(1.0, Ms, None, None)]] * 2))
+        est = {m: u_part(m, exact) for m in (1, 2)}
+        err = {m: np.zeros_like(est[m]) for m in (1, 2)}
+    else:
+        parts = {1: [], 2: []}
+        for _ in range(n_batches):
+            drawn = [(1.0 / n, sampler(rng, B)) for sampler in comps]  # independent neurons per component, batch
+            for m in (1, 2):
+                parts[m].append(u_part(m, drawn))
+        est = {m: np.mean(parts[m], 0) for m in (1, 2)}
+        err = {m: np.std(parts[m], 0, ddof=1) / np.sqrt(n_batches) for m in (1, 2)}
     shift_parts = {}
     for m in (1, 2):
         tot = sum(float(t.coefficient) * _graph_value(t.graphs[0], [shift], yt, Kinv, R)
