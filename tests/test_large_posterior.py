@@ -1,5 +1,6 @@
-"""O(1/n) posterior at large N without cumulant tensors (sft.predict.large_posterior, module neuron_sampling_posterior), checked on small cases
-against the full-tensor route: sft.predict.perturbative_posterior with V, G1 from sft.finite.multi_input."""
+"""O(1/n) posterior at large N without cumulant tensors (sft.predict.large_posterior, module
+neuron_sampling_posterior), checked on small cases against the full-tensor route: sft.predict.perturbative_posterior
+with V, G1 from sft.finite.multi_input, and against the exact (Isserlis) vertex of a linear network."""
 import numpy as np
 import pytest
 

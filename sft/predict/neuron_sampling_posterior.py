@@ -155,7 +155,8 @@ def _einsum(spec, *ops):
 
 
 def _graph_value(g, vertex_atoms, yt, Kinv, R):
-    """Mean over the sampled neurons (rows of the batch arrays) of one graph (free test axes in order), summed over pairings and atoms.
+    """Mean over the sampled neurons (rows of the batch arrays) of one graph (free test axes in order),
+    summed over the pairings of the vertex legs into X factors and over the atoms of each factor.
 
     vertex_atoms[i]: list of components (weight, [atoms of X factor 1, atoms of X factor 2, ..]) for vertex i
     (rank 2: one factor, rank 4: two); the factors of one component are evaluated on the same sampled rows,

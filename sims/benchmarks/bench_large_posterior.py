@@ -56,12 +56,14 @@ def main():
         rel = {name: np.linalg.norm(e[1]) / np.linalg.norm(v[1])
                for name, v, e in (("mean", out.mean, out.mean_err), ("cov", out.cov, out.cov_err))}
         need = max(out.samples * (r / 0.1) ** 2 for r in rel.values())
-        print(f"{act}: large_posterior P = M = 100, {out.samples} neurons/component: {sec:.1f} s, peak {peak:.0f} MiB;"
+        print(f"{act}: large_posterior P = M = 100, {out.samples} neurons/component: {sec:.1f} s, "
+              f"peak {peak:.0f} MiB;"
               f" |c1 mean| = {np.linalg.norm(out.mean[1]):.3g} +- {np.linalg.norm(out.mean_err[1]):.3g} "
               f"(rel {rel['mean']:.2f}), |c1 cov| = {np.linalg.norm(out.cov[1]):.3g} +- "
               f"{np.linalg.norm(out.cov_err[1]):.3g} (rel {rel['cov']:.2f}); kernel-shift part (exact) "
               f"|mean| = {np.linalg.norm(out.shift_mean):.3g}, |cov| = {np.linalg.norm(out.shift_cov):.3g}")
-        print(f"   neurons for 10 % relative error: ~{need:.2g} (~{sec * need / out.samples / 3600:.2g} h at this rate)")
+        hours = sec * need / out.samples / 3600
+        print(f"   neurons for 10 % relative error: ~{need:.2g} (~{hours:.2g} h at this rate)")
         times = {}
         for N in (6, 8):
             x = np.concatenate([xtr, xte])[:N]
