@@ -63,7 +63,8 @@ def main():
               f"{np.linalg.norm(out.cov_err[1]):.3g} (rel {rel['cov']:.2f}); kernel-shift part (exact) "
               f"|mean| = {np.linalg.norm(out.shift_mean):.3g}, |cov| = {np.linalg.norm(out.shift_cov):.3g}")
         hours = sec * need / out.samples / 3600
-        print(f"   neurons for 10 % relative error: ~{need:.2g} (~{hours:.2g} h at this rate)")
+        warn = " -- unreliable: rel > 0.5, the correction is not resolved" if max(rel.values()) > 0.5 else ""
+        print(f"   neurons for 10 % relative error: ~{need:.2g} (~{hours:.2g} h at this rate){warn}")
         times = {}
         for N in (6, 8):
             x = np.concatenate([xtr, xte])[:N]
