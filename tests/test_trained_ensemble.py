@@ -89,7 +89,15 @@ def test_bad_input_and_divergent_rate():
         trained_ensemble_flow(mk, y, n_train=2, times=[1.0, 0.5])
     limit = 2 / np.linalg.eigvalsh(mk.Theta[:2, :2])[-1]
     with pytest.warns(RuntimeWarning, match=f"{limit:.6g}"):
-        trained_ensemble_gd(mk, y, **{**ok, "learning_rate": 1.01 * limit})
+        r = trained_ensemble_gd(mk, y, **{**ok, "learning_rate": 1.01 * limit})
+    with pytest.raises(ValueError, match="prediction"):
+        ensemble_test_error(mk, np.ones(1), n_train=2)
+    with pytest.raises(ValueError, match="y_test"):
+        ensemble_test_error(r, np.ones(2), n_train=2)
+    with pytest.raises(ValueError, match="n_train"):
+        ensemble_test_error(r, np.ones(1), n_train=3)
+    with pytest.raises(ValueError, match="ddntk_I contains NaN or inf.*relu"):
+        trained_ensemble_gd(mk._replace(ddntk_I=np.full((3,) * 4, np.inf)), y, **ok)
 
 
 # ----------------------------------------------------------------------------- trained deep ensembles
