@@ -8,7 +8,13 @@
 (b) Deep linear networks: the exact law (derivations/meta_kernels.py) to O(1/n).
 (c) One hidden layer: every quantity is (1/n) x a single-neuron Gaussian average, written out directly
     here from the chain rule and integrated on an independent Gauss-Hermite product rule (rtol 1e-10).
-Kinked sigma: the delta rules of the Gaussian means against a steep softplus on a fine grid.
+Kinked sigma: the delta rules of the Gaussian means against a steep softplus on a fine grid. ReLU Monte
+Carlo (measured once, not a test: autodiff gives sigma'' = 0 per network, so dH was estimated by central
+differences of the gradient along J_c, step h = 0.05): depth 2, C_W = 2, C_b = 0.1, n = 32, 4000 networks,
+key(32): all 16 entries of n E[dH f] within |z| < 2.8 of the theory (relative errors ~8%); at n = 16 max
+|z| = 3.4, all deviations positive (the O(1/n^2) bias). Tested here (seed 1, 2): erf depth 2 and tanh
+depth 3, max |z| over all entries 0.94 / 0.97 / 1.12 / 0.81 (erf: dntk_f, ddntk_I, ddntk_II, dntk_f3) and
+1.50 / 1.96 / 1.77 / 1.64 (tanh).
 """
 import functools
 import itertools
