@@ -27,7 +27,7 @@ X = [[-1.0, 0.5, 0.3], [1.3, -0.3, 0.2], [0.1, 0.8, 0.9]]
 Y = [0.5, -0.4]
 Y_STAR = 0.2
 TASK = dict(activation="tanh", C_W=1.0, C_b=0.0, lr_fraction=0.3, n_steps=40)
-QUICK = dict(depths=[1, 2, 3], widths=[16], n_ensemble=2000, seed=0, dtype="float64", **TASK)
+QUICK = dict(depths=[1, 2, 3], widths=[16], n_ensemble=1000, seed=0, dtype="float64", **TASK)
 FULL = dict(depths=list(range(1, 11)), widths=[16, 32], n_ensemble=20000, seed=0, dtype="float64", **TASK)
 
 
