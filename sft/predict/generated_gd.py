@@ -30,17 +30,20 @@ least order in eps exceeds 2 (dTheta counts 1, dH, Theta1, ddH count 2); this te
 history term costs order >= 1. (2) Split r0_s = A^s (f0 - y) = m_s + R_s f0 (m_s = -A^s y the mean residual,
 R_s = A^s). (3) Average: E[prod of the random factors (f0, dTheta, dH)] = sum over set partitions
 (:func:`sft.symbolic.cumulants.set_partitions`, McCullagh 1987 eq. (2.9)) of the products of the block
-cumulants above; keep the total order eps^2 exactly. (4) Merge terms equal up to renaming of summed labels.
-The result is the source S_t(x) of the O(1/n) mean, a list of terms, each a rational coefficient x eta^p x
+cumulants above; keep the total order eps^2 exactly. (4) Merge terms equal up to renaming of summed labels
+and the exact index symmetries of the tensors (:data:`SYMMETRIES`: K, Theta1, A^s symmetric; ntk_cov under
+a <-> b, (ab) <-> (cd); dntk_f in its two dNTK slots; ddntk_I in its last three; ddntk_II under (x, a) <-> (y, b);
+:func:`generated_gd_mean` checks them on its input). The result is the source S_t(x) of the O(1/n) mean, a list of terms, each a rational coefficient x eta^p x
 one contraction of meta-kernel tensors with the propagators A^s, G_{t,s} and the mean residual m_s over
 nested time sums, and the correction itself follows from the linear recursion
 
     c_{t+1}(x) = c_t(x) - eta Theta_xa c_t(x_a) + S_t(x),   c_0 = 0,   E_n[f_t] = m_t + c_t / n + O(1/n^2).
 
-Generated (printed by :func:`gd_mean_series_latex` and derivations/gd_series.py): 27 terms, 2 'ntk'
-(Theta1 m_t and the NTK variance through the linear response of r, eta^2 ntk_cov G m), 4 'dntk'
-(dntk_f with the mean residual and the propagated f0), 21 'ddntk' (ddntk_I, ddntk_II: the eta^3 ddHI
-r^3 term, the H~ drift and the dH drift, averaged over f0 with K). The blocks ntk_f2, dntk_f3 and G1 do not
+Generated (printed by :func:`gd_mean_series_latex` and derivations/gd_series.py): 50 terms (57 before
+the symmetry merging), 2 'ntk' (Theta1 m_t and the NTK variance through the linear response of r,
+eta^2 sum_s G_{t,s} ntk_cov m_s), 5 'dntk' (dntk_f against A^s f0, from the eta^2 dH r r step and the H~
+drift), 43 'ddntk' (ddntk_I, ddntk_II: the eta^3 ddHI r^3 step, the H~ drift and the dH drift, up to two
+nested time sums, the f0 pairs contracted with K). The blocks ntk_f2, dntk_f3 and G1 do not
 occur in the mean: every monomial with dTheta f0 f0, dH f0 f0 f0 or a G1 pair has odd degree in f0 or
 order above eps^2. Each term is one ``np.einsum`` (``optimize=True``) over time axes of length k (the
 propagators are (k, k, N, N) arrays): cost O(k^3 N^2) at most, memory O(k^2 N^2).
@@ -236,7 +239,7 @@ def gd_mean_series() -> tuple:
 
     >>> terms = gd_mean_series()
     >>> len(terms), sorted({t.part for t in terms})
-    (27, ['ddntk', 'dntk', 'ntk'])
+    (50, ['ddntk', 'dntk', 'ntk'])
     >>> [t for t in terms if t.part == "ntk"][0].coefficient
     -eta
     """
@@ -266,7 +269,7 @@ def _term_latex(term):
     name_t = lambda s: times[s] if s in times else times.setdefault(s, next(tl))  # noqa: E731
     name_i = lambda s: "".join(idx[i] if i in idx else idx.setdefault(i, next(il)) for i in s)  # noqa: E731
     sums, body = [], []
-    for name, ts, ix in term.factors:
+    for name, ts, ix in sorted(term.factors, key=lambda f: f[1][0] != _T if f[0] in ("lt", "G") else True):
         if name in ("lt", "G"):
             sums.append(rf"\sum_{{{name_t(ts[1])}<{name_t(ts[0])}}}")
     for name, ts, ix in term.factors:
@@ -288,13 +291,13 @@ def gd_mean_series_latex() -> str:
     run over the inputs, the propagators and m vanish off the training block).
 
     >>> print(gd_mean_series_latex().splitlines()[0])
-    S^{\mathrm{ntk}}_t(x) = - \eta \Theta^{\{1\}}_{xa} m^{(t)}_{a} +\eta^{2} \sum_{s<t} (A^{t-1-s})_{bc} \Sigma^{\Theta\Theta}_{xabd} m^{(s)}_{d}
+    S^{\mathrm{ntk}}_t(x) = - \eta \Theta^{\{1\}}_{xa} m^{(t)}_{a} +\eta^{2} \sum_{s<t} (A^{t-1-s})_{ab} m^{(s)}_{c} \Sigma^{\Theta\Theta}_{xabc}
     """
     lines = []
     for part in ("ntk", "dntk", "ddntk"):
         body = " ".join(_term_latex(t) for t in gd_mean_series() if t.part == part)
         lines.append(rf"S^{{\mathrm{{{part}}}}}_t(x) = " + body.replace("+-", "-").lstrip("+"))
-    return "\n".join(lines).replace("= -", "= - ")
+    return "\n".join(lines)
 
 
 class GeneratedGDMean(NamedTuple):
@@ -318,13 +321,34 @@ def _einsum(term, tensors, eta):
     return float(term.coefficient.subs(ETA, eta)) * value
 
 
-def generated_gd_mean(meta_kernels, y_train, *, n_train, learning_rate, n_steps, record_every=1) -> GeneratedGDMean:
+_FIELD = {"I": "ddntk_I", "II": "ddntk_II", "Theta": "Theta"}
+
+
+def _check_symmetries(mk):
+    """ValueError unless every meta-kernel has the index symmetries the term merging uses (:data:`SYMMETRIES`)."""
+    for name, group in [*SYMMETRIES.items(), ("Theta", [(1, 0)])]:
+        field = _FIELD.get(name, name)
+        if field not in mk:
+            continue
+        T = mk[field]
+        scale = np.max(np.abs(T), initial=0.0)
+        for g in group:
+            dev = np.max(np.abs(T - np.transpose(T, g)), initial=0.0)
+            if dev > 1e-10 * scale:
+                raise ValueError(f"meta_kernels.{field} is not symmetric under the axes permutation {g}: max "
+                                 f"deviation {dev:.3g} > 1e-10 x max |{field}| = {1e-10 * scale:.3g}; the "
+                                 "meta-kernels have this symmetry by definition (sft.finite.meta_kernels)")
+
+
+def generated_gd_mean(meta_kernels, y_train, *, n_train, learning_rate, n_steps, record_every=1,
+                      terms=None) -> GeneratedGDMean:
     """E_n[f_t] = m_t + c_t / n + O(1/n^2) after t GD steps, c_t from the generated series (module docstring).
 
     Arguments as :func:`sft.predict.trained_ensemble_gd`: ``meta_kernels`` on N inputs (the first
     ``n_train`` = P the training inputs; :func:`sft.finite.output_meta_kernels` or any object with its
     fields), y_train (P,), learning_rate eta > 0, n_steps k >= 0, recorded every ``record_every`` steps.
-    Returns a :class:`GeneratedGDMean` with arrays over t = 0, r, .., k and all N inputs.
+    ``terms``: the :class:`GDTerm` s to sum (default: all of :func:`gd_mean_series`; a subset shows what one
+    term or class contributes). Returns a :class:`GeneratedGDMean` with arrays over t = 0, r, .., k and all N inputs.
 
     >>> from sft.predict.trained_ensemble import _toy_meta_kernels
     >>> r = generated_gd_mean(_toy_meta_kernels(3, seed=0), np.array([0.5, -0.3]), n_train=2,
@@ -336,6 +360,7 @@ def generated_gd_mean(meta_kernels, y_train, *, n_train, learning_rate, n_steps,
     from .trained_ensemble import _meta, _warn_unstable  # noqa: PLC0415
     eta, k, every = _check_schedule(learning_rate, n_steps, record_every)
     mk, y, lt = _meta(meta_kernels, n_train, y_train)
+    _check_symmetries(mk)
     _warn_unstable(eta, lt)
     N, P = mk["K"].shape[0], n_train
     ThX = np.zeros((N, N))
@@ -352,7 +377,9 @@ def generated_gd_mean(meta_kernels, y_train, *, n_train, learning_rate, n_steps,
     y_pad[:P] = y
     tensors = dict(mk, I=mk["ddntk_I"], II=mk["ddntk_II"], lt=lower, G=G, R=A0, m=-A0 @ y_pad)
     sources = {p: np.zeros((max(k, 1), N)) for p in ("ntk", "dntk", "ddntk")}
-    for term in gd_mean_series():
+    for term in gd_mean_series() if terms is None else terms:
+        if not isinstance(term, GDTerm):
+            raise ValueError(f"terms contains {term!r}: give GDTerm entries of gd_mean_series()")
         sources[term.part] += _einsum(term, tensors, eta)
     parts = {}
     for p, S in sources.items():
