@@ -10,6 +10,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     'second_order': ['SecondOrder', 'second_order_single_input', 'second_order_step', 'gaussian_moment_derivatives'],
     'second_order_multi': ['SecondOrderMulti', 'second_order_multi_input', 'second_order_multi_step'],
     'relu_exact': ['layer_gain_moment', 'output_cumulant_ratios', 'cumulant_ratio_series'],
-    'meta_kernels': ['OutputMetaKernels', 'output_meta_kernels', 'meta_kernel_step', 'gaussian_factor_mean'],
+    'meta_kernels': ['OutputMetaKernels', 'output_meta_kernels', 'meta_kernel_step', 'gaussian_factor_mean', 'LayerMetaKernels', 'layer_meta_kernels'],
     'deep_linear': ['output_moment', 'metric_relative_variance', 'excess_kurtosis', 'first_order_excess_kurtosis', 'scale_invariant_nu', 'sample_outputs'],
 })

@@ -74,12 +74,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import vertex as fw
-from .ntk_variance import ntk_fluctuations_multi, readout_ntk_covariance
+from .ntk_variance import _GaussianLayer, ntk_fluctuations_multi, readout_ntk_covariance
 from ..kernels.activations import get_activation
 from ..conventions import (check_array, check_depth, check_real, check_widths, layer_constants, pd_inverse,
                            require_x64)
 
-__all__ = ["OutputMetaKernels", "output_meta_kernels", "meta_kernel_step", "gaussian_factor_mean"]
+__all__ = ["OutputMetaKernels", "output_meta_kernels", "meta_kernel_step", "gaussian_factor_mean",
+           "LayerMetaKernels", "layer_meta_kernels"]
 
 _KINDS = "sdet"  # sigma, sigma', sigma'', sigma'''
 _NODES = {1: 96, 2: 64, 3: 32, 4: 20}  # Gauss-Legendre nodes per side of each split, by dimension
@@ -433,3 +434,158 @@ def output_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None) -> Outpu
     return OutputMetaKernels(nf.K[-1], nf.G1[-1], nf.V[-1], nf.Theta[-1], nf.Theta1[-1],
                              readout_ntk_covariance(A, B), ntk_f2, dntk_f, np.zeros((N,) * 6), ddI, ddII,
                              None if widths is None else check_widths(widths))
+
+
+class LayerMetaKernels(NamedTuple):
+    """The output meta-kernels restricted to the parameters of one layer in one slot (layers m = 1 .. L + 1,
+    readout last; coefficients of 1/n, n = n_L; :func:`layer_meta_kernels`). With D^(m) the derivatives
+    wrt the parameters of layer m and D all derivatives (sums over repeated indices):
+
+        Theta[m-1]_ab        = E D^(m)_mu f_a D^(m)_mu f_b               (infinite width; sums to Theta),
+        dntk_f[m-1]_xabc     = n E[D^(m)_mu D_nu f_x D^(m)_mu f_a D_nu f_b f_c],
+        ddntk_I[m-1]_xyab    = n E[D^(m)_mu D_nu D_rho f_x D^(m)_mu f_y D_nu f_a D_rho f_b],
+        ddntk_II_nu[m-1]     = n E[D_mu D^(m)_nu f_x D_rho D^(m)_nu f_y D_mu f_a D_rho f_b],
+        ddntk_II_mu[m-1]     = n E[D^(m)_mu D_nu f_x D_rho D_nu f_y D^(m)_mu f_a D_rho f_b],
+
+    each (L + 1, N, ...); summed over m they are the fields of :class:`OutputMetaKernels`.
+    """
+
+    Theta: np.ndarray
+    dntk_f: np.ndarray
+    ddntk_I: np.ndarray
+    ddntk_II_nu: np.ndarray
+    ddntk_II_mu: np.ndarray
+
+
+def _layer_step(mo, K_next, Th, full, flav, new, r, C2, C_W, ntk_mo):
+    """One layer of the restricted recursion (docstring of :func:`layer_meta_kernels`) for one flavour.
+
+    mo: Gaussian tensors at K^(l); full = (B, F, P, Q, R); flav = (ThS, BS, FS, PS, Q1, Q2, R1, R2, Snu,
+    Smu, Tnu, Tmu, Unu, Umu) of layer l; new = 1.0 if the layer-(l+1) weights are the restricted ones.
+    ntk_mo = (chi, <dddd>, <dsds>, Y) on the quadrature of :func:`sft.finite.ntk_step_multi` (so that the
+    flavours of Theta, B, F sum to its Theta, B, F to rounding). Returns the flavour's tuple at layer l + 1."""
+    o = np.einsum
+    B, F, P, Q, R = full
+    ThS, BS, FS, PS, Q1, Q2, R1, R2, Snu, Smu, Tnu, Tmu, Unu, Umu = flav
+    DD, EE, ES, TD, Yds, Yed = (mo[k] for k in ("dd", "ee", "es", "td", "Yds", "Yed"))
+    E4, DSDS, ESDD, TDDD, DDDD, EEDD, DDSS, DESD = (mo[k] for k in ("edds", "dsds", "esdd", "tddd", "dddd",
+                                                                      "eedd", "ddss", "desd"))
+    Bd, BSd = o("aabc->abc", B), o("aabc->abc", BS)
+    Ypsi, YpsiS = Yds + Th[:, :, None] * Yed, new * Yds + ThS[:, :, None] * Yed
+    PHI2, PHI2S = ES + Th * TD, new * ES + ThS * TD
+    PSI4, PSI4S = DSDS + Th[:, :, None, None] * E4, new * DSDS + ThS[:, :, None, None] * E4
+    PHI4, PHI4S = ESDD + Th[:, :, None, None] * TDDD, new * ESDD + ThS[:, :, None, None] * TDDD
+    TT4 = DDSS + o("bd,abcd->abcd", Th, DESD) + o("ac,abcd->abcd", Th, E4) + o("ac,bd,abcd->abcd", Th, Th, EEDD)
+    TT4S = new * (DDSS + o("bd,abcd->abcd", Th, DESD)) + o("ac,abcd->abcd", ThS, E4) \
+        + o("ac,bd,abcd->abcd", ThS, Th, EEDD)
+    chi, D4, DS4, Y = ntk_mo
+    ThS_n = new * K_next + chi * ThS
+    BS_n = C2 * D4 * o("xz,yw->xyzw", ThS, Th) + r * o("ab,cd->abcd", chi, chi) * BS
+    FS_n = C2 * DS4 * ThS[:, None, :, None] + r * C2 * o("xyc,zwd,xczd->xyzw", Y, Y, FS)
+    PS_n = C2 * (o("ab,ac,abcd->abcd", ThS, Th, E4) + r * o("abc,ad,bc->abcd", BSd, ES, DD)
+                 + r * o("abcx,adx,bc->abcd", PS, Yds, DD))
+    Q1_n = C2 * (o("ac,abcd->abcd", Th, PSI4S) + r * o("axcy,abx,cdy->abcd", F, YpsiS, Yds)
+                 + r * o("abcx,ab,cdx->abcd", Q1, DD, Yds))
+    Q2_n = C2 * (o("ac,abcd->abcd", ThS, PSI4) + r * o("axcy,abx,cdy->abcd", FS, Ypsi, Yds)
+                 + r * o("abcx,ab,cdx->abcd", Q2, DD, Yds))
+    R1_n = C2 * (o("ac,ad,abcd->abcd", Th, Th, PHI4S)
+                 + r * (o("acd,ab,cd->abcd", Bd, PHI2S, DD) + o("acdx,abx,cd->abcd", P, YpsiS, DD)
+                        + o("abcd,ab,cd->abcd", R1, DD, DD)))
+    R2_n = C2 * (o("ac,ad,abcd->abcd", ThS, Th, PHI4)
+                 + r * (o("acd,ab,cd->abcd", BSd, PHI2, DD) + o("acdx,abx,cd->abcd", PS, Ypsi, DD)
+                        + o("abcd,ab,cd->abcd", R2, DD, DD)))
+    Snu_n = C2 * (new * o("ac,bd,abcd->abcd", Th, Th, DDDD) + o("ab,ac,bd,abcd->abcd", ThS, Th, Th, EEDD)
+                  + r * (o("abcd,ab,cd->abcd", B, new * DD + ThS * EE, DD) + o("abcd,ab,cd->abcd", Snu, DD, DD)))
+    Smu_n = C2 * (o("ac,bd,abcd->abcd", ThS, Th, DDDD) + o("ab,ac,bd,abcd->abcd", Th, ThS, Th, EEDD)
+                  + r * (o("abcd,ab,cd->abcd", BS, DD + Th * EE, DD) + o("abcd,ab,cd->abcd", Smu, DD, DD)))
+    Tnu_n = C2 * (o("ab,abcd->abcd", ThS, TT4)
+                  + r * (o("axby,acx,bdy->abcd", FS, Ypsi, Ypsi) + o("bdax,acx,bd->abcd", Q2, Ypsi, DD)
+                         + o("acbx,ac,bdx->abcd", Q2, DD, Ypsi) + o("abcd,ac,bd->abcd", Tnu, DD, DD)))
+    Tmu_n = C2 * (o("ab,abcd->abcd", Th, TT4S)
+                  + r * (o("axby,acx,bdy->abcd", F, YpsiS, Ypsi) + o("bdax,acx,bd->abcd", Q, YpsiS, DD)
+                         + o("acbx,ac,bdx->abcd", Q1, DD, Ypsi) + o("abcd,ac,bd->abcd", Tmu, DD, DD)))
+    Unu_n = C2 * (o("ab,ac,bd,abcd->abcd", ThS, Th, Th, EEDD) + r * o("abcd,ad,bc->abcd", Unu, DD, DD))
+    Umu_n = C2 * (o("ab,ac,bd,abcd->abcd", Th, ThS, Th, EEDD) + r * o("abcd,ad,bc->abcd", Umu, DD, DD))
+    return (ThS_n, BS_n, FS_n, PS_n, Q1_n, Q2_n, R1_n, R2_n, Snu_n, Smu_n, Tnu_n, Tmu_n, Unu_n, Umu_n)
+
+
+def layer_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None) -> LayerMetaKernels:
+    """The dNTK and ddNTKs with the NTK index restricted to the parameters of one layer (smooth sigma).
+
+    Why: the NTK is a sum over layers, H = sum_m H^(m), H^(m)_ab = sum_{mu in layer m} D_mu f_a D_mu f_b;
+    during training H^(m) moves by the restricted meta-kernels of :class:`LayerMetaKernels` (see
+    :func:`sft.predict.ntk_change_by_layer_gd`). Arguments as :func:`output_meta_kernels`.
+
+    Derivation (the recursion of the module docstring with a flavour on one derivative index; written
+    out here, checked by the sum rule and by Monte Carlo in tests/test_ntk_change.py). A layer-l object
+    with the index mu restricted to layer m is the full recursion of that object in which (i) the
+    terms where mu is a weight of the new layer l + 1 (the sigma-factors: d_a s_b in psi_ab, e_a s_b in
+    phi_ab, the fresh <d d d d> term and the DD part of (DD + Th <e e>) of S) are kept only if
+    l + 1 = m, and (ii) every layer-l factor that carries mu is replaced by its restricted version:
+    Theta -> Theta^(m) (Theta^(m),(l+1) = [l+1 = m] K^(l+1) + chi_perp Theta^(m),(l), Theta^(m),(1) =
+    [m = 1] K^(1)); B_(xy)(zw) -> B^(m) (the NTK with inputs (x, z) restricted: B^(m)' = C_W^2 <dddd>
+    Theta^(m)_xz Theta_yw + r chi chi B^(m)); F -> F^(m) (F^(m)' = C_W^2 <dsds> Theta^(m)_xz + r C_W^2
+    Y Y F^(m)); P -> P^(m); Q_0123 -> Q^(1) or Q^(2) (index of slot 1 or 2 restricted); R -> R^(1),
+    R^(2) (R^(3)_0123 = R^(2)_0132); S, T, U -> S^nu, S^mu, ... (the index shared by slots 0, 1 or by
+    slots 0, 2). Slot by slot (mu of the slot restricted, Th = Theta, ThS = Theta^(m), psiS, phiS the
+    restricted psi, phi):
+
+        P^(m)'  = C^2 [ThS01 Th02 <e0 d1 d2 s3> + r B^(m)_(00)(12) <e0 s3> DD12 + r P^(m)_012c <d_c(d0 s3)> DD12]
+        Q^(1)'  = Q' with psi01 -> psiS01 and Q -> Q^(1);   Q^(2)' = Q' with Th02 -> ThS02, F -> F^(m), Q -> Q^(2)
+        R^(1)'  = R' with phi01 -> phiS01, psi01 -> psiS01, R -> R^(1)
+        R^(2)'  = R' with Th02 -> ThS02, B -> B^(m), P -> P^(m), R -> R^(2)
+        S^nu'   = S' with Th01 -> ThS01, the nu-new terms times [l+1 = m], S -> S^nu
+        S^mu'   = S' with Th02 -> ThS02, B -> B^(m), S -> S^mu
+        T^nu'   = T' with Th01 -> ThS01, F -> F^(m), Q -> Q^(2), T -> T^nu
+        T^mu'   = T' with psi02 -> psiS02, Q_021c -> Q^(1)_021c, T -> T^mu
+        U^nu', U^mu' = U' with Th01 -> ThS01, resp. Th02 -> ThS02
+
+    The readout sums the neuron structures: dntk_f^(m) = P^(m) + Q^(1) + Q^(2)_0213, ddntk_I^(m) = R^(1)
+    + R^(3)_0231 + R^(2)_0312, ddntk_II_nu = S^nu + T^nu + U^nu, ddntk_II_mu = S^mu + T^mu + U^mu.
+
+    >>> lm = layer_meta_kernels(np.array([[1.0, 0.5], [0.3, -1.0]]), depth=2, activation="tanh", C_W=1.0, C_b=0.0)
+    >>> out = output_meta_kernels(np.array([[1.0, 0.5], [0.3, -1.0]]), depth=2, activation="tanh", C_W=1.0,
+    ...                           C_b=0.0)
+    >>> lm.dntk_f.shape, bool(np.abs(lm.dntk_f.sum(0) - out.dntk_f).max() < 1e-10 * np.abs(out.dntk_f).max())
+    ((3, 2, 2, 2, 2), True)
+    """
+    require_x64("sft.finite.layer_meta_kernels")
+    act = get_activation(activation)
+    if act.slopes is not None:
+        raise ValueError(f"activation={activation!r} is not allowed: layer_meta_kernels needs a smooth sigma "
+                         "(for kinked sigma the ddNTK diverges at coinciding inputs; see output_meta_kernels)")
+    depth = check_depth(depth)
+    cw, cb = layer_constants(depth, C_W, C_b)
+    r = fw.width_ratios(widths, depth)
+    x = check_array("x", x, ndim=2)
+    if not 1 <= x.shape[0] <= 4:
+        raise ValueError(f"x with shape {x.shape} is not allowed: give (N, n_0) with 1 <= N <= 4 inputs "
+                         "(four-point Gaussian quadrature)")
+    nf = ntk_fluctuations_multi(x, depth=depth, activation=act, C_W=cw, C_b=cb, widths=widths)
+    N = x.shape[0]
+    z2, z4 = np.zeros((N, N)), np.zeros((N,) * 4)
+    full = (z4,) * 6
+    flavs = [(nf.K[0] if m == 0 else z2, z4, z4) + (z4,) * 11 for m in range(depth + 1)]
+    Kn = nf.K[0]
+    for l in range(depth):
+        K, Th = nf.K[l], nf.Theta[l]
+        g = _Gauss(act, K)
+        mo = {k: _tensor(g, k, 2) for k in ("dd", "ee", "es", "td")}
+        mo.update({k: _tensor(g, k, 4) for k in ("edds", "dsds", "esdd", "tddd", "dddd", "eedd", "ddss", "desd")})
+        mo["Yds"], mo["Yed"] = _tensor(g, "ds", 2, weight=True), _tensor(g, "ed", 2, weight=True)
+        gn = _GaussianLayer(act, Kn)  # ntk_step_multi's own kernel recursion Kn (nf.K is sft.finite.multi_input's)
+        ntk_mo = (cw[l + 1] * gn.moment("dd"), gn.moment("dddd"), gn.moment("dsds"), gn.derivative("ds", 1))
+        P, Q, R = full[:3]
+        K_new = cb[l + 1] + cw[l + 1] * gn.moment("ss")  # the new layer's NTK part, as ntk_step_multi
+        flavs = [_layer_step(mo, K_new, Th, (nf.B[l], nf.F[l], P, Q, R), fl, float(m == l + 1), r[l],
+                             cw[l + 1] ** 2, cw[l + 1], ntk_mo) for m, fl in enumerate(flavs)]
+        full = meta_kernel_step(K, Th, nf.B[l], nf.F[l], *full, r[l], activation=act, C_W=cw[l + 1])
+        Kn = K_new
+    out = []
+    for fl in flavs:
+        ThS, PS, Q1, Q2, R1, R2 = fl[0], *fl[3:8]
+        Snu, Smu, Tnu, Tmu, Unu, Umu = fl[8:]
+        R3 = R2.transpose(0, 1, 3, 2)
+        out.append((ThS, PS + Q1 + Q2.transpose(0, 2, 1, 3),
+                    R1 + R3.transpose(0, 3, 1, 2) + R2.transpose(0, 2, 3, 1), Snu + Tnu + Unu, Smu + Tmu + Umu))
+    return LayerMetaKernels(*(np.stack(c) for c in zip(*out)))
