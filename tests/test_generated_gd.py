@@ -2,7 +2,8 @@
 
 (a) one hidden layer: equal to the independent neuron-population derivation gd_mean_correction to 1e-10
     relative to max |c| over steps and inputs, part by part (tanh and erf, P = 2..4 training and M = 1..2
-    test inputs, feature rank 1 and 2 -- gd_mean_correction refuses rank > 2 --, several eta and k);
+    test inputs, feature rank 1 and 2 -- gd_mean_correction refuses rank > 2 --, eta = 0.2..0.5, all steps
+    up to k = 6..15);
 (b) depth 2 (tanh, meta-kernels of sft.finite.output_meta_kernels): equal to trained_ensemble_gd (nested
     jvp of the same dynamics, no term list) to 1e-10; on synthetic meta-kernels every single generated term
     matters (dropping any one moves the result by far more than 1e-10);
@@ -12,6 +13,7 @@
 bad input. Monte Carlo: inherited through (b) from tests/test_trained_ensemble.py (trained depth-2 tanh
 ensembles against trained_ensemble_gd within Z_MAX sigma).
 """
+import functools
 import math
 
 import jax
@@ -26,17 +28,22 @@ from sft.predict.trained_ensemble import _Toy, _toy_meta_kernels
 TOL = 1e-10  # relative to max |c| (the scale of the correction)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _neuron_derivatives(act, c, B, nodes):
+    """h, J, Hess and the third derivative of h(p, x) = c a sigma(B xi) at every node p = (a, xi)."""
+    h = lambda p: gdc._h(act, c, B, p)  # noqa: E731
+    return (jax.vmap(h)(nodes), jax.vmap(jax.jacfwd(h))(nodes), jax.vmap(jax.hessian(h))(nodes),
+            jax.vmap(jax.jacfwd(jax.hessian(h)))(nodes))
+
+
 def _one_layer_meta_kernels(x_train, y_train, x_test, activation, C_W, C_b, n_nodes):
     """Single-neuron meta-kernels on the quadrature of gd_correction (as tests/test_trained_ensemble.py):
     Theta = C_b2 + <J J>, K = C_b2 + <h h>, ntk_cov = Cov(J_a.J_b, J_c.J_d), ntk_f2 = Cov(J_a.J_b, h_c h_d),
     dntk_f = <J_a . Hess J_b h_c>, ddntk_I = <d^3 h_x [J_a, J_b, J_c]>, ddntk_II = <(Hess_x J_a).(Hess_y J_b)>;
     Theta1 = G1 = dntk_f3 = 0 at O(1/n) for one hidden layer."""
     cfg = gdc._setup(x_train, y_train, x_test, activation, C_W, C_b, 0.1, 1, 1, n_nodes)
-    act, c, B, w, cb2 = cfg["act"], math.sqrt(cfg["cw2"]), cfg["B"], cfg["w"], cfg["cb2"]
-    h = lambda p: gdc._h(act, c, B, p)  # noqa: E731
-    nodes = cfg["nodes"]
-    J, Hs = jax.vmap(jax.jacfwd(h))(nodes), jax.vmap(jax.hessian(h))(nodes)
-    T3, hv = jax.vmap(jax.jacfwd(jax.hessian(h)))(nodes), jax.vmap(h)(nodes)
+    w, cb2 = cfg["w"], cfg["cb2"]
+    hv, J, Hs, T3 = _neuron_derivatives(cfg["act"], math.sqrt(cfg["cw2"]), cfg["B"], cfg["nodes"])
     avg = lambda s, *a: np.asarray(jnp.einsum(s, w, *a))  # noqa: E731
     th, hh = jnp.einsum("qai,qbi->qab", J, J), jnp.einsum("qa,qb->qab", hv, hv)
     Theta, K = cb2 + avg("q,qab->ab", th), cb2 + avg("q,qab->ab", hh)
@@ -55,9 +62,8 @@ CASES = [
     (np.array([[-1.0, 1.0], [0.4, 1.0], [1.3, 1.0]]), np.array([0.3, -0.2, 0.5]),
      np.array([[0.1, 1.0], [2.0, 1.0]]), "tanh", 1.5, 0.1, 0.3, 10),
     (np.array([[-0.8, 1.0], [1.1, 1.0]]), np.array([0.4, -0.5]), np.array([[0.3, 1.0]]), "erf", 2.0, 0.2, 0.5, 6),
-    (np.array([[-1.2, 1.0], [-0.3, 1.0], [0.5, 1.0], [1.4, 1.0]]), np.array([0.2, -0.3, 0.1, 0.6]),
-     np.array([[0.9, 1.0], [-2.0, 1.0]]), "erf", 1.2, 0.05, 0.2, 15),
-    (np.array([[0.5], [1.5]]), np.array([0.6, -0.1]), np.array([[1.0], [-1.0]]), "tanh", 1.8, 0.0, 0.4, 8),  # rank 1
+    (np.array([[-1.2], [-0.3], [0.5], [1.4]]), np.array([0.2, -0.3, 0.1, 0.6]), np.array([[0.9], [-2.0]]),
+     "erf", 1.2, 0.0, 0.2, 15),  # feature rank 1
 ]
 NODES = (6, 8)
 
@@ -105,15 +111,14 @@ def test_equals_trained_ensemble_gd_at_depth_2():
 
 def test_every_generated_term_matters():
     """On synthetic meta-kernels (generic tensors with the meta-kernel symmetries, 3 train + 2 test inputs)
-    the series equals trained_ensemble_gd to 1e-10, and leaving out any single one of the 50 terms moves the
-    result by more than 1e-6 max |c|: no generated term is redundant or zero."""
+    every one of the 50 terms alone contributes more than 1e-6 max |c| (10^4 x the tolerance of (a), (b)):
+    leaving out any single term breaks the agreement; none is redundant or zero."""
     mk, y = _toy_meta_kernels(5, seed=3), np.array([0.5, -0.3, 0.2])
     kw = dict(n_train=3, learning_rate=0.3, n_steps=5)
     terms = gd_mean_series()
     assert len(terms) == 50
-    r, t = generated_gd_mean(mk, y, **kw), trained_ensemble_gd(mk, y, **kw)
-    scale = np.abs(t.mean_correction).max()
-    np.testing.assert_allclose(r.correction, t.mean_correction, rtol=0, atol=TOL * scale)
+    scale = np.abs(generated_gd_mean(mk, y, **kw).correction).max()
+    assert scale > 1e-2
     for j, term in enumerate(terms):
         alone = generated_gd_mean(mk, y, **kw, terms=[term]).correction
         assert np.abs(alone).max() > 1e-6 * scale, (j, term)
@@ -142,8 +147,8 @@ def test_bad_input():
         generated_gd_mean(mk, np.array([0.5, np.nan]), **ok)
     with pytest.raises(ValueError, match="y_train has shape"):
         generated_gd_mean(mk, np.ones(3), **ok)
-    with pytest.raises(ValueError, match="n_train=3"):
-        generated_gd_mean(mk, y, **{**ok, "n_train": 3})
+    with pytest.raises(ValueError, match="n_train=4"):
+        generated_gd_mean(mk, y, **{**ok, "n_train": 4})
     with pytest.raises(ValueError, match=r"meta_kernels.dntk_f has shape \(3, 3, 3\)"):
         generated_gd_mean(mk._replace(dntk_f=np.ones((3, 3, 3))), y, **ok)
     with pytest.raises(ValueError, match="meta_kernels.ddntk_II contains NaN"):
