@@ -1,0 +1,210 @@
+"""Meta-kernels at O(1/n) for any number N of inputs and smooth sigma: the recursion of
+:mod:`sft.finite.meta_kernels` with every Gaussian mean of a layer computed in one batched pass per subset size.
+
+Same quantities, conventions and recursion as :func:`sft.finite.output_meta_kernels` (P .. U, module
+docstring there) and, for the NTK covariances it needs, :func:`sft.finite.ntk_step_multi` (only K, Theta, B, F:
+the P .. U recursion needs no A, D, V, G1, Theta1):
+
+    K' = C_b + C_W <s_a s_b>,   Theta' = K' + C_W <d_a d_b> Theta,
+    B'_{xyzw} = C_W^2 <d_x d_y d_z d_w> Th_xz Th_yw + r C_W^2 <d_x d_y> <d_z d_w> B_{xyzw},
+    F'_{xyzw} = C_W^2 <d_x s_y d_z s_w> Th_xz + r C_W^2 <d_c (d_x s_y)> <d_c' (d_z s_w)> F_{xczc'}.
+
+Where the time goes. Every mean is a product of one-input factors sigma^(k)(z_a) at <= 4 distinct inputs.
+A product over the input subset S (|S| = d) is integrated with the rule of :func:`sft.finite.gaussian_rule`
+(nested Gauss-Legendre, 2 n_d nodes per dimension, P_d = (2 n_d)^d nodes). meta_kernel_step loops over
+subsets and kinds in Python; here, for each d, all C(N, d) subsets are integrated together: one stacked
+Cholesky, one batched rule, the four derivatives sigma .. sigma''' evaluated once per node, and for each
+of the 8 four-factor products one batched (d^2 x P_d) (P_d x d^2) matrix product that gives every
+assignment of the four slots to the inputs of S; the results are scattered into the (N,)*4 tensors.
+Cost per layer ~ C(N, 4) P_4 (8 x 2 x 16 + 4 evaluations) flops for N >> 4, memory ~ 30 N^4 x 8 bytes
+(the tensors; the rule is streamed in chunks of subsets). With the default nodes of
+:mod:`sft.finite.meta_kernels` (n_4 = 20: P_4 = 2.56e6) every mean is the same sum as there (agreement to
+rounding); ``n_nodes`` trades accuracy for time (measured in sims/benchmarks/bench_meta_kernels_large.py).
+
+Smooth activations only (jax-differentiable sigma with finite sigma'''); kinked sigma: output_meta_kernels.
+Checks (tests/test_meta_kernel_contractions.py): equal to :func:`sft.finite.output_meta_kernels` to 1e-10
+(relative to the largest entry) for tanh and erf at N <= 3; the Monte Carlo tests of output_meta_kernels
+(tests/test_meta_kernels.py) carry over through that agreement.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from . import vertex as fw
+from .meta_kernels import OutputMetaKernels, _NODES, _derivative_fns, _surjections
+from .ntk_variance import readout_ntk_covariance  # noqa: F401  (documented companion)
+from ..kernels.activations import get_activation
+from ..conventions import (check_array, check_depth, check_int, layer_constants, pd_inverse, require_x64)
+
+__all__ = ["batched_gaussian_means", "batched_meta_kernels"]
+
+_FOUR = ("edds", "dsds", "esdd", "tddd", "dddd", "eedd", "ddss", "desd")
+_TWO = ("ss", "dd", "ee", "es", "td")
+_KINDS = "sdet"
+_CHUNK_NODES = 2 ** 21  # nodes per batched call (chunks of subsets), ~ 16 MiB per (P, d) array at d = 1
+
+
+def _rule_stack(K, subsets, n):
+    """Nodes z (S, P, d), weights w (S, P) of gaussian_rule on K[s, s] for each subset s (S, d)."""
+    d = subsets.shape[1]
+    Ks = K[subsets[:, :, None], subsets[:, None, :]]
+    return fw._rule_batch(fw._cholesky(Ks), n, fw._CUTS.get(d, 8.0))
+
+
+def batched_gaussian_means(K, *, activation, n_nodes=None, dims=(1, 2, 3, 4), out=None):
+    """All Gaussian means one layer of the recursion needs, at kernel K (N, N), for every input tuple.
+
+    Returns {kinds: (N,)*4} for the four-factor products (kinds as in :mod:`sft.finite.meta_kernels`:
+    s, d, e, t = sigma .. sigma''', slot k at input a_k), {kinds: (N, N)} for "ss", "dd", "ee", "es", "td",
+    and "Yds", "Yed" (N, N, N) = <d_c (d_a s_b)>, <d_c (e_a d_b)> (Gaussian integration by parts: the
+    product times (K_S^-1 z)_c). n_nodes: {d: nodes per side} overriding the defaults of meta_kernels
+    (n = 96, 64, 32, 20 for d = 1..4). dims: the subset sizes to integrate; out: a dict of this form whose
+    entries for those sizes are overwritten (None: zeros).
+
+    >>> K = np.array([[1.0, 0.3], [0.3, 0.8]])
+    >>> m = batched_gaussian_means(K, activation="erf")
+    >>> from sft.finite.meta_kernels import gaussian_factor_mean
+    >>> ref = gaussian_factor_mean([("e", 0), ("d", 1), ("d", 1), ("s", 0)], K, activation="erf")
+    >>> bool(abs(m["edds"][0, 1, 1, 0] - ref) < 1e-13)
+    True
+    """
+    require_x64("sft.finite.batched_gaussian_means")
+    act = get_activation(activation)
+    if act.slopes is not None:
+        raise ValueError(f"activation={activation!r} is not allowed: batched_gaussian_means is for smooth "
+                         "sigma (kinked activations: sft.finite.output_meta_kernels, exact delta rules)")
+    K = check_array("K", K, ndim=2)
+    N = K.shape[0]
+    if K.shape != (N, N):
+        raise ValueError(f"K with shape {K.shape} is not allowed: give a square (N, N) kernel")
+    nodes = dict(_NODES)
+    if n_nodes is not None:
+        if not isinstance(n_nodes, dict) or not set(n_nodes) <= set(nodes):
+            raise ValueError(f"n_nodes={n_nodes!r} is not allowed: give a dict {{d: nodes per side}} with d in 1..4")
+        nodes.update({d: check_int(f"n_nodes[{d}]", v, 1) for d, v in n_nodes.items()})
+    fns = _derivative_fns(act.fn)
+    if out is None:
+        out = {k: np.zeros((N,) * 4) for k in _FOUR}
+        out.update({k: np.zeros((N, N)) for k in _TWO})
+        out.update({k: np.zeros((N, N, N)) for k in ("Yds", "Yed")})
+    for d in (d for d in dims if d <= N):
+        subsets = np.array(list(itertools.combinations(range(N), d)), dtype=int)
+        P = (2 * nodes[d]) ** d
+        step = max(1, _CHUNK_NODES // P)
+        s4, s2 = _surjections(d, 4), (_surjections(d, 2) if d <= 2 else None)
+        for lo in range(0, len(subsets), step):
+            S = subsets[lo:lo + step]
+            z, w = _rule_stack(K, S, nodes[d])
+            V = {k: np.asarray(fns[_KINDS.index(k)](z), dtype=np.float64) for k in _KINDS}
+            for kinds in _FOUR:
+                A = (w[:, :, None, None] * V[kinds[0]][:, :, :, None] * V[kinds[1]][:, :, None, :])
+                B = V[kinds[2]][:, :, :, None] * V[kinds[3]][:, :, None, :]
+                M = np.einsum("spa,spb->sab", A.reshape(len(S), P, d * d), B.reshape(len(S), P, d * d))
+                M = M.reshape((len(S),) + (d,) * 4)
+                out[kinds][tuple(S[:, s4].transpose(2, 0, 1))] = M[(slice(None),) + tuple(s4.T)]
+            if s2 is not None:
+                y = np.einsum("spa,sab->spb", z, pd_inverse("K", K[S[:, :, None], S[:, None, :]]))
+                for kinds in _TWO:
+                    M = np.einsum("sp,spa,spb->sab", w, V[kinds[0]], V[kinds[1]])
+                    out[kinds][tuple(S[:, s2].transpose(2, 0, 1))] = M[(slice(None),) + tuple(s2.T)]
+                for name, (k0, k1) in (("Yds", "ds"), ("Yed", "ed")):
+                    M = np.einsum("sp,spa,spb,spc->sabc", w, V[k0], V[k1], y)
+                    for c in range(d):
+                        idx = S[:, s2].transpose(2, 0, 1)
+                        out[name][tuple(idx) + (S[:, c][:, None],)] = M[(slice(None),) + tuple(s2.T) + (c,)]
+    return out
+
+
+def _meta_step(g, Th, Bt, Ft, state, r, C_W):
+    """P .. U of layer l + 1 from layer l (the smooth-sigma formulas of meta_kernel_step, same order)."""
+    P_, Q_, R_, S_, T_, U_ = state
+    o, C2 = np.einsum, C_W ** 2
+    DD, EE, ES = g["dd"], g["ee"], g["es"]
+    PHI2 = ES + Th * g["td"]
+    Yds = g["Yds"]
+    Ypsi = Yds + Th[:, :, None] * g["Yed"]
+    E4 = g["edds"]
+    Bd = o("aabc->abc", Bt)
+    Pn = C2 * (o("ab,ac,abcd->abcd", Th, Th, E4) + r * o("abc,ad,bc->abcd", Bd, ES, DD)
+               + r * o("abcx,adx,bc->abcd", P_, Yds, DD))
+    PSI4 = g["dsds"] + Th[:, :, None, None] * E4
+    Qn = C2 * (o("ac,abcd->abcd", Th, PSI4) + r * o("axcy,abx,cdy->abcd", Ft, Ypsi, Yds)
+               + r * o("abcx,ab,cdx->abcd", Q_, DD, Yds))
+    PHI4 = g["esdd"] + Th[:, :, None, None] * g["tddd"]
+    Rn = C2 * (o("ac,ad,abcd->abcd", Th, Th, PHI4)
+               + r * (o("acd,ab,cd->abcd", Bd, PHI2, DD) + o("acdx,abx,cd->abcd", P_, Ypsi, DD)
+                      + o("abcd,ab,cd->abcd", R_, DD, DD)))
+    EEDD = g["eedd"]
+    Sn = C2 * (o("ac,bd,abcd->abcd", Th, Th, g["dddd"]) + o("ab,ac,bd,abcd->abcd", Th, Th, Th, EEDD)
+               + r * (o("abcd,ab,cd->abcd", Bt, DD + Th * EE, DD) + o("abcd,ab,cd->abcd", S_, DD, DD)))
+    TT4 = (g["ddss"] + o("bd,abcd->abcd", Th, g["desd"]) + o("ac,abcd->abcd", Th, E4)
+           + o("ac,bd,abcd->abcd", Th, Th, EEDD))
+    Tn = C2 * (o("ab,abcd->abcd", Th, TT4)
+               + r * (o("axby,acx,bdy->abcd", Ft, Ypsi, Ypsi) + o("bdax,acx,bd->abcd", Q_, Ypsi, DD)
+                      + o("acbx,ac,bdx->abcd", Q_, DD, Ypsi) + o("abcd,ac,bd->abcd", T_, DD, DD)))
+    Un = C2 * (o("ab,ac,bd,abcd->abcd", Th, Th, Th, EEDD) + r * o("abcd,ad,bc->abcd", U_, DD, DD))
+    return Pn, Qn, Rn, Sn, Tn, Un
+
+
+def batched_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None, n_nodes=None, ntk_nodes=None):
+    """dntk_f, ddntk_I, ddntk_II (N,)*4 and K, Theta (N, N) of the readout for any N inputs x (N, n_0), smooth sigma.
+
+    Arguments as :func:`sft.finite.output_meta_kernels` (same normalization: coefficients of 1/n, n = n_L);
+    n_nodes as :func:`batched_gaussian_means`; ntk_nodes: {d: nodes} for the means of the K, Theta, B, F
+    recursion on subsets of d <= 2 inputs (None: as n_nodes). ``ntk_nodes={1: 48, 2: 32}`` reproduces the
+    rules of :func:`sft.finite.ntk_fluctuations_multi` (hence output_meta_kernels to rounding); those are
+    ~5e-10 (relative) less accurate than the default at N = 3, depth 2 (measured against 160/100/48 nodes).
+    Returns an :class:`sft.finite.OutputMetaKernels` whose
+    G1, V, Theta1, ntk_cov, ntk_f2 fields are None (not computed here) and dntk_f3 is zeros((N,)*6) only for
+    N <= 4 (None above: it vanishes at this order).
+
+    >>> x = np.array([[1.0, 0.0], [0.6, 0.8]])
+    >>> out = batched_meta_kernels(x, depth=1, activation="erf", C_W=1.5, C_b=0.1, ntk_nodes={1: 48, 2: 32})
+    >>> from sft.finite.meta_kernels import output_meta_kernels
+    >>> ref = output_meta_kernels(x, depth=1, activation="erf", C_W=1.5, C_b=0.1)
+    >>> bool(np.abs(out.dntk_f - ref.dntk_f).max() < 1e-10 * np.abs(ref.dntk_f).max())
+    True
+    """
+    require_x64("sft.finite.batched_meta_kernels")
+    act = get_activation(activation)
+    if act.slopes is not None:
+        raise ValueError(f"activation={activation!r} is not allowed: batched_meta_kernels is for smooth sigma "
+                         "(kinked: sft.finite.output_meta_kernels; linear: "
+                         "sft.finite.meta_kernel_contractions.linear_meta_kernels)")
+    depth = check_depth(depth)
+    cw, cb = layer_constants(depth, C_W, C_b)
+    r = fw.width_ratios(widths, depth)
+    x = check_array("x", x, ndim=2)
+    N = x.shape[0]
+    K = cb[0] + cw[0] * (x @ x.T) / x.shape[1]
+    Th = K
+    z4 = np.zeros((N,) * 4)
+    Bt, Ft, state = z4, z4, (z4,) * 6
+    for l in range(depth):
+        g = batched_gaussian_means(K, activation=act, n_nodes=n_nodes)
+        C = cw[l + 1]
+        state = _meta_step(g, Th, Bt, Ft, state, r[l], C)
+        if ntk_nodes is not None:
+            g = batched_gaussian_means(K, activation=act, n_nodes=ntk_nodes, dims=(1, 2),
+                                       out={k: np.array(v) for k, v in g.items()})
+        chi = C * g["dd"]
+        Bt = (C ** 2 * g["dddd"] * np.einsum("xz,yw->xyzw", Th, Th)
+              + r[l] * np.einsum("xy,zw,xyzw->xyzw", chi, chi, Bt))
+        Ft = C ** 2 * (g["dsds"] * Th[:, None, :, None]
+                       + r[l] * np.einsum("xyc,zwd,xczd->xyzw", g["Yds"], g["Yds"], Ft))
+        K = cb[l + 1] + C * g["ss"]
+        Th = K + chi * Th
+    P, Q, R, S, T, U = state
+    dntk_f = P + Q + Q.transpose(0, 2, 1, 3)
+    ddI = R + R.transpose(0, 3, 1, 2) + R.transpose(0, 2, 3, 1)
+    return OutputMetaKernels(K, None, None, Th, None, None, None, dntk_f,
+                             np.zeros((N,) * 6) if N <= 4 else None, ddI, S + T + U, widths)
+
+
+def cost_estimate(N, n_nodes=None):
+    """(four-input subsets, quadrature nodes) per layer: sum_d C(N, d) (2 n_d)^d over d = 1..4."""
+    nodes = dict(_NODES, **(n_nodes or {}))
+    return sum(math.comb(N, d) for d in range(1, 5)), sum(math.comb(N, d) * (2 * nodes[d]) ** d for d in range(1, 5))
