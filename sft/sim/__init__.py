@@ -5,6 +5,7 @@ from .._lazy import attach
 __getattr__, __dir__, __all__ = attach(__name__, {
     'networks': ['init_params', 'apply', 'ensemble_outputs', 'layer_kernels', 'empirical_nngp', 'empirical_ntk', 'EmpiricalNNGP', 'MEMORY_BUDGET_BYTES', 'MAX_NETWORKS', 'MAX_BYTES', 'MAX_FLOPS'],
     'training': ['TrainedEnsemble', 'train_ensemble'],
+    'layer_ntk': ['layer_ntk', 'train_layer_ntk'],
     'sampling': ['MALAResult', 'mala', 'network_log_posterior', 'sample_network_posterior', 'effective_sample_size', 'split_rhat'],
     'mixture_cumulants': ['output_cumulants_from_metrics', 'output_cumulants_from_samples', 'pair_sum', 'sample_metrics'],
     'sgld': ['TLBPResult', 'TLBPWarning', 'NetworkLoss', 'default_nbeta', 'network_loss', 'sample_tlbp'],
