@@ -11,5 +11,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     'second_order_multi': ['SecondOrderMulti', 'second_order_multi_input', 'second_order_multi_step'],
     'relu_exact': ['layer_gain_moment', 'output_cumulant_ratios', 'cumulant_ratio_series'],
     'meta_kernels': ['OutputMetaKernels', 'output_meta_kernels', 'meta_kernel_step', 'gaussian_factor_mean', 'LayerMetaKernels', 'layer_meta_kernels'],
+    'meta_kernel_contractions': ['LinearMetaKernels', 'linear_meta_kernels', 'contract_meta_kernel', 'dense_meta_kernel'],
+    'meta_kernels_batched': ['batched_gaussian_means', 'batched_meta_kernels', 'cost_estimate'],
     'deep_linear': ['output_moment', 'metric_relative_variance', 'excess_kurtosis', 'first_order_excess_kurtosis', 'scale_invariant_nu', 'sample_outputs'],
 })

@@ -35,11 +35,10 @@ import numpy as np
 
 from . import vertex as fw
 from .meta_kernels import OutputMetaKernels, _NODES, _derivative_fns, _surjections
-from .ntk_variance import readout_ntk_covariance  # noqa: F401  (documented companion)
 from ..kernels.activations import get_activation
 from ..conventions import (check_array, check_depth, check_int, layer_constants, pd_inverse, require_x64)
 
-__all__ = ["batched_gaussian_means", "batched_meta_kernels"]
+__all__ = ["batched_gaussian_means", "batched_meta_kernels", "cost_estimate"]
 
 _FOUR = ("edds", "dsds", "esdd", "tddd", "dddd", "eedd", "ddss", "desd")
 _TWO = ("ss", "dd", "ee", "es", "td")
@@ -205,6 +204,10 @@ def batched_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None, n_nodes
 
 
 def cost_estimate(N, n_nodes=None):
-    """(four-input subsets, quadrature nodes) per layer: sum_d C(N, d) (2 n_d)^d over d = 1..4."""
+    """(input subsets, quadrature nodes) per layer: sum_d C(N, d) and sum_d C(N, d) (2 n_d)^d over d = 1..4.
+
+    >>> cost_estimate(4)   # 4 + 6 + 4 + 1 subsets; 4 * 192 + 6 * 128^2 + 4 * 64^3 + 40^4 nodes
+    (15, 3707648)
+    """
     nodes = dict(_NODES, **(n_nodes or {}))
     return sum(math.comb(N, d) for d in range(1, 5)), sum(math.comb(N, d) * (2 * nodes[d]) ** d for d in range(1, 5))
