@@ -5,7 +5,7 @@ Run from the repository root: ``python -m derivations.gd_series``; writes deriva
 1. The term list of :func:`sft.predict.gd_mean_series` (generated from the effective dynamics
    :data:`sft.predict.generated_gd.RULES` by history expansion and set-partition cumulants, see
    sft/predict/generated_gd.py): counts per class, the coefficient and factors of each term, and the LaTeX of
-   :func:`sft.predict.gd_mean_series_latex`.
+   :func:`sft.predict.gd_series_latex`.
 2. Independent derivation for one (training) input, N = P = 1: the random initial data are realized by
    explicit polynomials of independent standard Gaussians z, g (e^2 = 1/n):
 
@@ -29,7 +29,7 @@ import pathlib
 import numpy as np
 import sympy as sp
 
-from sft.predict import gd_mean_series, gd_mean_series_latex, generated_gd_mean
+from sft.predict import gd_cov_series, gd_mean_series, gd_series_latex, generated_gd_cov, generated_gd_mean
 from sft.predict.trained_ensemble import _Toy
 
 OUT = pathlib.Path(__file__).resolve().parent / "out" / "gd_series.md"
@@ -99,7 +99,7 @@ def markdown():
     lines += [f"| total | {len(terms)} |", "", "## Terms", "", "| class | coefficient | factors (name, times, indices) |",
               "|---|---|---|"]
     lines += [f"| {t.part} | {t.coefficient} | {list(t.factors)} |" for t in terms]
-    lines += ["", "## LaTeX", "", "```latex", gd_mean_series_latex(), "```", ""]
+    lines += ["", "## LaTeX", "", "```latex", gd_series_latex("mean"), "```", ""]
     exact, gen = scalar_check(4)
     lines += ["## Scalar check (N = P = 1, module docstring item 2)", "",
               f"Inputs: {', '.join(f'{k} = {v}' for k, v in SCALAR.items())}.", "",

@@ -39,7 +39,7 @@ nested time sums, and the correction itself follows from the linear recursion
 
     c_{t+1}(x) = c_t(x) - eta Theta_xa c_t(x_a) + S_t(x),   c_0 = 0,   E_n[f_t] = m_t + c_t / n + O(1/n^2).
 
-Generated (printed by :func:`gd_mean_series_latex` and derivations/gd_series.py): 50 terms (57 before
+Generated (printed by :func:`gd_series_latex` and derivations/gd_series.py): 50 terms (57 before
 the symmetry merging), 2 'ntk' (Theta1 m_t and the NTK variance through the linear response of r,
 eta^2 sum_s G_{t,s} ntk_cov m_s), 5 'dntk' (dntk_f against A^s f0, from the eta^2 dH r r step and the H~
 drift), 43 'ddntk' (ddntk_I, ddntk_II: the eta^3 ddHI r^3 step, the H~ drift and the dH drift, up to two
@@ -72,7 +72,8 @@ import sympy as sp
 
 from ..symbolic.cumulants import set_partitions
 
-__all__ = ["RULES", "SYMMETRIES", "GDTerm", "gd_mean_series", "gd_mean_series_latex", "GeneratedGDMean", "generated_gd_mean"]
+__all__ = ["RULES", "SYMMETRIES", "GDTerm", "gd_mean_series", "gd_cov_series", "gd_series_latex", "GeneratedGDMean",
+           "generated_gd_mean", "GeneratedGDCov", "generated_gd_cov"]
 
 F_, H_, D_ = "f", "H", "dH"
 #: The effective GD dynamics (module docstring): increment -> (its free letters, [(coefficient, power of
@@ -91,17 +92,17 @@ RULES = {
                  (Fraction(-1), 1, (("II", "xabc"), ("r", "c"))),
                  (Fraction(-1), 1, (("II", "xbac"), ("r", "c")))]),
 }
-_STATE = ("Ht", "Dt", "r")
+_STATE = ("Ht", "Dt", "r", "phi")
 _RANDOM = ("dTheta", "dH", "f0")
 #: least order in eps of each factor (the rest are O(1))
-_ORDER = {"Ht": 1, "Dt": 2, "dTheta": 1, "dH": 2, "Theta1": 2, "I": 2, "II": 2}
+_ORDER = {"Ht": 1, "Dt": 2, "phi": 1, "dTheta": 1, "dH": 2, "Theta1": 2, "I": 2, "II": 2}
 #: block of random factors (sorted names) -> [(cumulant tensor, its order in eps)]; coupling indices first
 _CUMULANTS = {("f0", "f0"): [("K", 0), ("G1", 2)], ("dTheta", "dTheta"): [("ntk_cov", 2)],
               ("dTheta", "f0", "f0"): [("ntk_f2", 2)], ("dH", "f0"): [("dntk_f", 2)],
               ("dH", "f0", "f0", "f0"): [("dntk_f3", 2)]}
 _PART = {"Theta1": "ntk", "ntk_cov": "ntk", "ntk_f2": "ntk", "dntk_f": "dntk", "dntk_f3": "dntk",
          "I": "ddntk", "II": "ddntk", "G1": "kernel"}
-_T, _X = -1, -2  # the free time label t and the free input index x
+_T, _X, _Y = -1, -2, -3  # the free time label t and the free input indices x, y
 ETA = sp.Symbol("eta", positive=True)
 
 
@@ -134,6 +135,9 @@ def _substitute(factor, fresh):
     """A state factor at step tau as initial value + history (module docstring): [(coef, power, factors)]."""
     name, (tau,), idx = factor
     s = next(fresh)
+    if name == "phi":  # phi_t = f_t - U^t f0 - a_t = sum_{s<t} U^{t-1-s} F_s (no initial value)
+        w = next(fresh)
+        return [(c, p, [("P", (tau, s), (idx[0], w))] + f) for c, p, f in _instantiate(F_, s, (w,), fresh)]
     if name == "r":
         b = next(fresh)
         return [(Fraction(1), 0, [("r0", (tau,), idx)])] + [
@@ -147,9 +151,9 @@ def _least_order(factors):
     return sum(_ORDER.get(f[0], 0) for f in factors)
 
 
-def _expand(fresh, order=2):
-    """Step (1): F_t with every state factor replaced by its history, monomials of least order <= ``order``."""
-    work = [(c, p, tuple(f)) for c, p, f in _instantiate(F_, _T, (_X,), fresh)]
+def _expand(initial, fresh, order=2):
+    """Step (1): every state factor replaced by its history, monomials of least order <= ``order``."""
+    work = [(c, p, tuple(f)) for c, p, f in initial]
     done = []
     while work:
         c, p, factors = work.pop()
@@ -216,18 +220,34 @@ def _canonical(factors):
     """Step (4): the smallest relabelling of the summed labels over orderings of factors of equal shape and
     the index symmetries of each tensor (:data:`SYMMETRIES`)."""
     def shape(f):
-        return (f[0], len(f[1]), len(f[2]), _T in f[1], _X in f[2])
+        return (f[0], tuple(min(x, 0) for x in f[1]), tuple(min(x, 0) for x in f[2]))
     variants = [[(n, ts, tuple(ix[i] for i in g)) for g in SYMMETRIES.get(n, [tuple(range(len(ix)))])]
                 for n, ts, ix in factors]
     best = None
     for choice in itertools.product(*variants):
         groups = [list(g) for _, g in itertools.groupby(sorted(choice, key=shape), key=shape)]
         for orders in itertools.product(*[itertools.permutations(g) for g in groups]):
-            lab = {_T: _T, _X: _X}
+            lab = {_T: _T, _X: _X, _Y: _Y}
             out = tuple((n, tuple(lab.setdefault(t, len(lab)) for t in ts),
                          tuple(lab.setdefault(i, len(lab)) for i in ix)) for g in orders for n, ts, ix in g)
             best = out if best is None or out < best else best
     return best
+
+
+def _series(initial, fresh):
+    """Steps (1)-(4) from the initial monomials: the merged terms, sorted by class."""
+    merged = {}
+    for c, p, factors in _expand(initial, fresh):
+        for c2, p2, fs in _average(c, p, factors, fresh):
+            key = (p2, _canonical(fs))
+            merged[key] = merged.get(key, 0) + c2
+    terms = []
+    for (p, fs), c in merged.items():
+        if c != 0:
+            part = next(_PART[f[0]] for f in fs if f[0] in _PART)
+            terms.append(GDTerm(sp.Rational(c.numerator, c.denominator) * ETA ** p, part, fs))
+    order = ("kernel", "ntk", "dntk", "ddntk")
+    return tuple(sorted(terms, key=lambda t: (order.index(t.part), len(t.factors), str(t.factors))))
 
 
 @functools.lru_cache(maxsize=None)
@@ -244,59 +264,79 @@ def gd_mean_series() -> tuple:
     -eta
     """
     fresh = itertools.count(1)
-    merged = {}
-    for c, p, factors in _expand(fresh):
-        for c2, p2, fs in _average(c, p, factors, fresh):
-            key = (p2, _canonical(fs))
-            merged[key] = merged.get(key, 0) + c2
-    terms = []
-    for (p, fs), c in merged.items():
-        if c != 0:
-            part = next(_PART[f[0]] for f in fs if f[0] in _PART)
-            terms.append(GDTerm(sp.Rational(c.numerator, c.denominator) * ETA ** p, part, fs))
-    order = ("ntk", "dntk", "ddntk", "kernel")
-    return tuple(sorted(terms, key=lambda t: (order.index(t.part), len(t.factors), str(t.factors))))
+    return _series(_instantiate(F_, _T, (_X,), fresh), fresh)
+
+
+@functools.lru_cache(maxsize=None)
+def gd_cov_series() -> tuple:
+    """The generated O(1/n) covariance after t GD steps: a tuple of :class:`GDTerm` with free labels t, x, y.
+
+    f_t = a_t + U^t f0 + phi_t (U = 1 - eta Theta_{., X} on all N inputs, phi_t = sum_{s<t} U^{t-1-s} F_s),
+    so Cov(f_t(x), f_t(y)) = E[(U^t f0 + phi_t)_x (U^t f0 + phi_t)_y] + O(eps^4) (E phi = O(eps^2)); the 1/n
+    coefficient is the sum of the terms (module docstring: the same expansion, averaging and merging; the
+    extra factors are 'U' (U^t) and 'P' (U^{t-1-s}, s < t)).
+
+    >>> terms = gd_cov_series()
+    >>> sorted({t.part for t in terms}), [t.coefficient for t in terms if t.part == "kernel"]
+    (['ddntk', 'dntk', 'kernel', 'ntk'], [1])
+    """
+    fresh = itertools.count(1)
+    z, w = next(fresh), next(fresh)
+    lin = lambda x, z: [("U", (_T,), (x, z)), ("f0", (), (z,))]  # noqa: E731
+    phi = lambda x: [("phi", (_T,), (x,))]  # noqa: E731
+    initial = [(Fraction(1), 0, a + b) for a in (lin(_X, z), phi(_X)) for b in (lin(_Y, w), phi(_Y))]
+    return _series(initial, fresh)
 
 
 _TEX = {"K": "K", "G1": r"G^{\{1\}}", "Theta1": r"\Theta^{\{1\}}", "ntk_cov": r"\Sigma^{\Theta\Theta}",
         "ntk_f2": r"\Sigma^{\Theta ff}", "dntk_f": r"P^{\mathrm{d}H f}", "dntk_f3": r"P^{\mathrm{d}H fff}",
-        "I": r"\mathrm{dd_I}H", "II": r"\mathrm{dd_{II}}H", "m": "m"}
+        "I": r"\mathrm{dd_I}H", "II": r"\mathrm{dd_{II}}H"}
 
 
 def _term_latex(term):
-    times, idx = {_T: "t"}, {_X: "x"}
+    times, idx = {_T: "t"}, {_X: "x", _Y: "y"}
     tl, il = iter("suvwpq"), iter("abcdeghijklnorz")
     name_t = lambda s: times[s] if s in times else times.setdefault(s, next(tl))  # noqa: E731
     name_i = lambda s: "".join(idx[i] if i in idx else idx.setdefault(i, next(il)) for i in s)  # noqa: E731
     sums, body = [], []
-    for name, ts, ix in sorted(term.factors, key=lambda f: f[1][0] != _T if f[0] in ("lt", "G") else True):
-        if name in ("lt", "G"):
+    for name, ts, ix in sorted(term.factors, key=lambda f: f[1][0] != _T if f[0] in ("lt", "G", "P") else True):
+        if name in ("lt", "G", "P"):
             sums.append(rf"\sum_{{{name_t(ts[1])}<{name_t(ts[0])}}}")
     for name, ts, ix in term.factors:
-        if name == "G":
-            body.append(rf"(A^{{{name_t(ts[0])}-1-{name_t(ts[1])}}})_{{{name_i(ix)}}}")
-        elif name == "R":
-            body.append(rf"(A^{{{name_t(ts[0])}}})_{{{name_i(ix)}}}")
+        if name in ("G", "P"):
+            body.append(rf"({dict(G='A', P='U')[name]}^{{{name_t(ts[0])}-1-{name_t(ts[1])}}})_{{{name_i(ix)}}}")
+        elif name in ("R", "U"):
+            body.append(rf"({name.replace('R', 'A')}^{{{name_t(ts[0])}}})_{{{name_i(ix)}}}")
         elif name == "m":
             body.append(rf"m^{{({name_t(ts[0])})}}_{{{name_i(ix)}}}")
         elif name != "lt":
             body.append(rf"{_TEX[name]}_{{{name_i(ix)}}}")
-    c = sp.latex(term.coefficient)
-    c = c if c.startswith("-") else "+" + c
+    c = {"1": "+", "-1": "-"}.get(sp.latex(term.coefficient), sp.latex(term.coefficient))
+    c = c if c[0] in "+-" else "+" + c
     return c + " " + " ".join(sums + body)
 
 
-def gd_mean_series_latex() -> str:
-    r"""LaTeX of the generated source S_t(x), one line per term class (A = 1 - \eta\Theta_{XX}, summed indices
-    run over the inputs, the propagators and m vanish off the training block).
+def gd_series_latex(kind="mean") -> str:
+    r"""LaTeX of a generated series, one line per term class: ``kind`` 'mean' (the source S_t(x) of the mean
+    recursion) or 'cov' (the 1/n covariance Sigma1_t(x, y)). A = 1 - \eta\Theta_{XX} on the training block,
+    U = 1 - \eta\Theta_{\cdot X} on all inputs; summed indices run over the inputs (A and m vanish off the
+    training block).
 
-    >>> print(gd_mean_series_latex().splitlines()[0])
+    >>> print(gd_series_latex("mean").splitlines()[0])
     S^{\mathrm{ntk}}_t(x) = - \eta \Theta^{\{1\}}_{xa} m^{(t)}_{a} +\eta^{2} \sum_{s<t} (A^{t-1-s})_{ab} m^{(s)}_{c} \Sigma^{\Theta\Theta}_{xabc}
+    >>> print(gd_series_latex("cov").splitlines()[0])
+    \Sigma^{\mathrm{kernel}}_t(x, y) = G^{\{1\}}_{ab} (U^{t})_{ya} (U^{t})_{xb}
     """
+    if kind not in ("mean", "cov"):
+        raise ValueError(f"kind={kind!r} is not allowed: give 'mean' or 'cov'")
+    terms = gd_mean_series() if kind == "mean" else gd_cov_series()
+    head = (lambda p: rf"S^{{\mathrm{{{p}}}}}_t(x) = ") if kind == "mean" else (
+        lambda p: rf"\Sigma^{{\mathrm{{{p}}}}}_t(x, y) = ")
     lines = []
-    for part in ("ntk", "dntk", "ddntk"):
-        body = " ".join(_term_latex(t) for t in gd_mean_series() if t.part == part)
-        lines.append(rf"S^{{\mathrm{{{part}}}}}_t(x) = " + body.replace("+-", "-").lstrip("+"))
+    for part in ("kernel", "ntk", "dntk", "ddntk"):
+        body = " ".join(_term_latex(t) for t in terms if t.part == part)
+        if body:
+            lines.append(head(part) + body.replace("+-", "-").lstrip("+").lstrip())
     return "\n".join(lines)
 
 
@@ -310,14 +350,25 @@ class GeneratedGDMean(NamedTuple):
     parts: dict
 
 
-def _einsum(term, tensors, eta):
-    """coefficient x contraction of one term, output axes (t, x)."""
+class GeneratedGDCov(NamedTuple):
+    """Result of :func:`generated_gd_cov`: steps (T,); cov (T, N, N) the infinite-width covariance
+    U^t K U^t^T; correction (T, N, N) the coefficient of 1/n; parts {'kernel', 'ntk', 'dntk', 'ddntk'} ->
+    (T, N, N), summing to correction."""
+
+    steps: np.ndarray
+    cov: np.ndarray
+    correction: np.ndarray
+    parts: dict
+
+
+def _einsum(term, tensors, eta, free):
+    """coefficient x contraction of one term, output axes ``free`` (labels)."""
     letters, specs, ops = {}, [], []
     name = lambda s: letters.setdefault(s, string.ascii_letters[len(letters)])  # noqa: E731
     for f, ts, ix in term.factors:
         specs.append("".join(name(s) for s in (*ts, *ix)))
         ops.append(tensors[f])
-    value = np.einsum(",".join(specs) + "->" + name(_T) + name(_X), *ops, optimize=True)
+    value = np.einsum(",".join(specs) + "->" + "".join(name(s) for s in free), *ops, optimize=True)
     return float(term.coefficient.subs(ETA, eta)) * value
 
 
@@ -340,22 +391,9 @@ def _check_symmetries(mk):
                                  "meta-kernels have this symmetry by definition (sft.finite.meta_kernels)")
 
 
-def generated_gd_mean(meta_kernels, y_train, *, n_train, learning_rate, n_steps, record_every=1,
-                      terms=None) -> GeneratedGDMean:
-    """E_n[f_t] = m_t + c_t / n + O(1/n^2) after t GD steps, c_t from the generated series (module docstring).
-
-    Arguments as :func:`sft.predict.trained_ensemble_gd`: ``meta_kernels`` on N inputs (the first
-    ``n_train`` = P the training inputs; :func:`sft.finite.output_meta_kernels` or any object with its
-    fields), y_train (P,), learning_rate eta > 0, n_steps k >= 0, recorded every ``record_every`` steps.
-    ``terms``: the :class:`GDTerm` s to sum (default: all of :func:`gd_mean_series`; a subset shows what one
-    term or class contributes). Returns a :class:`GeneratedGDMean` with arrays over t = 0, r, .., k and all N inputs.
-
-    >>> from sft.predict.trained_ensemble import _toy_meta_kernels
-    >>> r = generated_gd_mean(_toy_meta_kernels(3, seed=0), np.array([0.5, -0.3]), n_train=2,
-    ...                       learning_rate=0.2, n_steps=4)
-    >>> r.correction.shape, float(abs(r.correction[0]).max()), sorted(r.parts)
-    ((5, 3), 0.0, ['ddntk', 'dntk', 'ntk'])
-    """
+def _setup(meta_kernels, y_train, n_train, learning_rate, n_steps, record_every):
+    """Validated input and the tensors of the terms over the times 0..k (module docstring; U = 1 - eta
+    Theta_{., X}, R_s = A^s = the training block of U^s, G_{t,s} = A^{t-1-s}, P_{t,s} = U^{t-1-s})."""
     from ..sim.training import _check_schedule  # noqa: PLC0415
     from .trained_ensemble import _meta, _warn_unstable  # noqa: PLC0415
     eta, k, every = _check_schedule(learning_rate, n_steps, record_every)
@@ -365,29 +403,80 @@ def generated_gd_mean(meta_kernels, y_train, *, n_train, learning_rate, n_steps,
     N, P = mk["K"].shape[0], n_train
     ThX = np.zeros((N, N))
     ThX[:, :P] = mk["Theta"][:, :P]  # Theta with the training columns only
-    A = np.eye(N) - eta * ThX
-    A[P:] = 0.0  # the propagator acts on the training block
-    Apow = np.stack([np.linalg.matrix_power(A, s) for s in range(max(k, 1))])
-    A0 = Apow.copy()
-    A0[:, P:, P:] = 0.0  # A^0 restricted to the training block
-    t = np.arange(max(k, 1))
+    U = np.eye(N) - eta * ThX
+    Upow = np.stack([np.linalg.matrix_power(U, s) for s in range(k + 1)])
+    train = np.zeros((N, N))
+    train[:P, :P] = 1.0
+    t = np.arange(k + 1)
     lower = (t[None, :] < t[:, None]).astype(float)  # lt[tau, s] = [s < tau]
-    G = lower[:, :, None, None] * A0[np.clip(t[:, None] - 1 - t[None, :], 0, None)]
+    back = np.clip(t[:, None] - 1 - t[None, :], 0, None)
     y_pad = np.zeros(N)
     y_pad[:P] = y
-    tensors = dict(mk, I=mk["ddntk_I"], II=mk["ddntk_II"], lt=lower, G=G, R=A0, m=-A0 @ y_pad)
-    sources = {p: np.zeros((max(k, 1), N)) for p in ("ntk", "dntk", "ddntk")}
-    for term in gd_mean_series() if terms is None else terms:
-        if not isinstance(term, GDTerm):
-            raise ValueError(f"terms contains {term!r}: give GDTerm entries of gd_mean_series()")
-        sources[term.part] += _einsum(term, tensors, eta)
+    tensors = dict(mk, I=mk["ddntk_I"], II=mk["ddntk_II"], lt=lower, R=Upow * train, U=Upow,
+                   G=lower[:, :, None, None] * (Upow * train)[back], P=lower[:, :, None, None] * Upow[back],
+                   m=-(Upow * train) @ y_pad)
+    return tensors, eta, k, every, ThX, y_pad
+
+
+def _sum_terms(terms, default, tensors, eta, free, parts):
+    out = {p: 0.0 for p in parts}
+    for term in default if terms is None else terms:
+        if not isinstance(term, GDTerm) or term.part not in parts:
+            raise ValueError(f"terms contains {term!r}: give GDTerm entries of gd_mean_series() (mean) or "
+                             "gd_cov_series() (covariance)")
+        out[term.part] = out[term.part] + _einsum(term, tensors, eta, free)
+    return out
+
+
+def generated_gd_mean(meta_kernels, y_train, *, n_train, learning_rate, n_steps, record_every=1,
+                      terms=None) -> GeneratedGDMean:
+    """E_n[f_t] = m_t + c_t / n + O(1/n^2) after t GD steps, c_t from the generated series (module docstring).
+
+    Arguments as :func:`sft.predict.trained_ensemble_gd`: ``meta_kernels`` on N inputs (the first
+    ``n_train`` = P the training inputs; :func:`sft.finite.output_meta_kernels` or any object with its
+    fields), y_train (P,), learning_rate eta > 0, n_steps k >= 0, recorded every ``record_every`` steps.
+    ``terms``: the :class:`GDTerm` s to sum (default: all of :func:`gd_mean_series`; a subset shows what one
+    term or class contributes). Returns a :class:`GeneratedGDMean` over t = 0, r, .., k and all N inputs.
+
+    >>> from sft.predict.trained_ensemble import _toy_meta_kernels
+    >>> r = generated_gd_mean(_toy_meta_kernels(3, seed=0), np.array([0.5, -0.3]), n_train=2,
+    ...                       learning_rate=0.2, n_steps=4)
+    >>> r.correction.shape, float(abs(r.correction[0]).max()), sorted(r.parts)
+    ((5, 3), 0.0, ['ddntk', 'dntk', 'ntk'])
+    """
+    tensors, eta, k, every, ThX, y_pad = _setup(meta_kernels, y_train, n_train, learning_rate, n_steps,
+                                                record_every)
+    sources = _sum_terms(terms, gd_mean_series(), tensors, eta, (_T, _X), ("ntk", "dntk", "ddntk"))
+    N = len(y_pad)
     parts = {}
     for p, S in sources.items():
         c = np.zeros((k + 1, N))
         for s in range(k):
-            c[s + 1] = c[s] - eta * ThX @ c[s] + S[s]
+            c[s + 1] = c[s] - eta * ThX @ c[s] + (S[s] if np.ndim(S) else 0.0)
         parts[p] = c[::every]
     m = np.zeros((k + 1, N))
     for s in range(k):
         m[s + 1] = m[s] - eta * ThX @ (m[s] - y_pad)
     return GeneratedGDMean(np.arange(0, k + 1, every), m[::every], sum(parts.values()), parts)
+
+
+def generated_gd_cov(meta_kernels, y_train, *, n_train, learning_rate, n_steps, record_every=1,
+                     terms=None) -> GeneratedGDCov:
+    """Cov_n(f_t) = Sigma_t + Sigma1_t / n + O(1/n^2) after t GD steps, Sigma1 from :func:`gd_cov_series`.
+
+    Arguments as :func:`generated_gd_mean` (``terms`` from :func:`gd_cov_series`). Returns a
+    :class:`GeneratedGDCov` over t = 0, r, .., k and all N x N input pairs.
+
+    >>> from sft.predict.trained_ensemble import _toy_meta_kernels
+    >>> mk = _toy_meta_kernels(3, seed=0)
+    >>> r = generated_gd_cov(mk, np.array([0.5, -0.3]), n_train=2, learning_rate=0.2, n_steps=4)
+    >>> r.correction.shape, bool(np.allclose(r.correction[0], mk.G1, rtol=1e-13, atol=0))   # t = 0: G1
+    ((5, 3, 3), True)
+    """
+    tensors, eta, k, every, _, _ = _setup(meta_kernels, y_train, n_train, learning_rate, n_steps, record_every)
+    parts = _sum_terms(terms, gd_cov_series(), tensors, eta, (_T, _X, _Y), ("kernel", "ntk", "dntk", "ddntk"))
+    N = tensors["K"].shape[0]
+    parts = {p: np.broadcast_to(v, (k + 1, N, N))[::every] for p, v in parts.items()}
+    U = tensors["U"]
+    cov = np.einsum("txa,ab,tyb->txy", U, tensors["K"], U)[::every]
+    return GeneratedGDCov(np.arange(0, k + 1, every), cov, sum(parts.values()), parts)
