@@ -551,7 +551,7 @@ def layer_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None) -> LayerM
     """
     require_x64("sft.finite.layer_meta_kernels")
     act = get_activation(activation)
-    if act.slopes is not None:
+    if act.slopes is not None and act.slopes[0] != act.slopes[1]:
         raise ValueError(f"activation={activation!r} is not allowed: layer_meta_kernels needs a smooth sigma "
                          "(for kinked sigma the ddNTK diverges at coinciding inputs; see output_meta_kernels)")
     depth = check_depth(depth)
