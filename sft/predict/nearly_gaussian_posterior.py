@@ -53,7 +53,7 @@ import numpy as np
 import sympy as sp
 
 from ..symbolic.wick import perfect_matchings
-from .posterior_correction import _finite, _setup
+from .posterior_correction import _finite, _indices, _setup
 
 __all__ = ["VERTICES", "PosteriorTerm", "posterior_series", "posterior_series_latex", "PerturbativePosterior",
            "perturbative_posterior"]
@@ -103,22 +103,25 @@ def _graphs_of_product(names, test_counts):
     return out
 
 
+def _is_connected(g):
+    """Whether the K~^{-1} lines of graph ``g`` join all its vertices (self-pairs, y~ and test legs do not)."""
+    reached, frontier = {0}, [0]
+    while frontier:
+        i = frontier.pop()
+        for a, b, _ in g.edges:
+            for k in ((b,) if a == i else (a,) if b == i else ()):
+                if k not in reached:
+                    reached.add(k)
+                    frontier.append(k)
+    return len(reached) == len(g.vertices)
+
+
 class PosteriorTerm(NamedTuple):
-    """coefficient x product of contraction graphs, a term of the posterior cumulant c_m at order eps^j."""
+    """coefficient x product of contraction graphs, a term of the posterior cumulant c_m at order eps^j
+    (the generator emits one connected graph per term; products arise in the full, unlinked expansion)."""
 
     coefficient: sp.Rational
     graphs: tuple
-
-
-def _times(a, b, order):
-    """Product of two truncated series {(j, m, graphs): Fraction}; drops eps^j > order and v^m > 4."""
-    out = {}
-    for (j1, m1, g1), c1 in a.items():
-        for (j2, m2, g2), c2 in b.items():
-            if j1 + j2 <= order and m1 + m2 <= 4:
-                key = (j1 + j2, m1 + m2, tuple(sorted(g1 + g2)))
-                out[key] = out.get(key, 0) + c1 * c2
-    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,19 +130,28 @@ def posterior_series(order: int) -> dict:
 
     c_1 (mean shift), c_2 (covariance shift), c_4 (connected four-point function) of the test outputs,
     j = 1 .. order (module docstring; eps = 1/n). The cumulant is m! x the symmetrized sum over the terms
-    of coefficient x (outer product of the graphs' contractions) over the m free test indices. Exact
-    rational arithmetic: X = L[exp(sum of vertices)] - 1 as {(j, m, graphs): coefficient}, then
-    log(1 + X) = X - X^2/2 + ... truncated at eps^order.
+    of coefficient x (contraction of the term's graph) over the m free test indices. Exact rational
+    arithmetic. Linked-cluster theorem: L[prod of vertices] is the sum over partial pairings of the tau
+    legs, and a pairing splits into the pairings of the connected components of its graph, each evaluated
+    on its own; so L[exp X] = exp(sum of the CONNECTED graphs, same weights) (the exponential formula), and
+    log L[exp X] keeps exactly the connected graphs, each with the weight of L[exp X]: 1 / prod(multiplicity
+    of each vertex!) x prod over vertices C(r, k) / r! (k of its r legs on v) x (-1)^(number of pairs).
+    Only these are enumerated. Term counts (mean / covariance / four-point): 3 / 3 / 1 at eps^1, 19 / 20 / 8
+    at eps^2; the unlinked expansion (L[exp X], then log(1 + ...) with every graph kept) lists 49 / 62 / 36
+    at eps^2, whose disconnected graphs cancel exactly against products of the log expansion
+    (tests/test_nearly_gaussian_posterior.py re-derives them that way and compares term by term).
 
     >>> [(t.coefficient, t.graphs[0].vertices) for t in posterior_series(1)[(1, 1)]]
     [(-1/2, (('U1', 1, 1, 1),)), (1/6, (('U1', 1, 3, 0),)), (1, (('dK1', 1, 1, 0),))]
+    >>> {key: len(terms) for key, terms in posterior_series(2).items()}
+    {(1, 1): 3, (1, 2): 3, (1, 4): 1, (2, 1): 19, (2, 2): 20, (2, 4): 8}
     """
     if isinstance(order, bool) or not isinstance(order, int) or not 0 <= order <= MAX_ORDER:
         raise ValueError(f"order={order!r} is not allowed: the prior data (kernel shifts to 1/n^2, kappa_4 to "
                          f"1/n^2, kappa_6 at 1/n^2) supports integer orders 0 .. {MAX_ORDER}")
-    X = {}
+    acc = {}
     names = list(VERTICES)
-    # exp X to eps^order: multisets of vertices with total order <= order, weight 1 / prod(multiplicity!)
+    # products of vertices with total order <= order, weight 1 / prod(multiplicity!)
     for count in range(1, order + 1):
         for multi in itertools.combinations_with_replacement(names, count):
             j = sum(VERTICES[nm][1] for nm in multi)
@@ -147,23 +159,17 @@ def posterior_series(order: int) -> dict:
                 continue
             weight = Fraction(1, math.prod(math.factorial(multi.count(nm)) for nm in set(multi)))
             for tests in itertools.product(*[range(min(VERTICES[nm][0], 4) + 1) for nm in multi]):
-                if sum(tests) > 4:
+                if sum(tests) not in (1, 2, 4):
                     continue
                 w = weight * math.prod(Fraction(math.comb(VERTICES[nm][0], k), math.factorial(VERTICES[nm][0]))
                                        for nm, k in zip(multi, tests))
+                part = acc.setdefault((j, sum(tests)), {})
                 for g, c in _graphs_of_product(multi, tests).items():
-                    key = (j, sum(tests), (g,))
-                    X[key] = X.get(key, 0) + w * c
-    logN, power = dict(X), dict(X)
-    for k in range(2, order + 1):
-        power = _times(power, X, order)
-        for key, c in power.items():
-            logN[key] = logN.get(key, 0) + Fraction((-1) ** (k + 1), k) * c
-    out = {}
-    for (j, m, graphs), c in sorted(logN.items()):
-        if c != 0 and m in (1, 2, 4):
-            out.setdefault((j, m), []).append(PosteriorTerm(sp.Rational(c.numerator, c.denominator), graphs))
-    return {key: sorted(terms, key=lambda t: (len(t.graphs), t.graphs)) for key, terms in sorted(out.items())}
+                    if _is_connected(g):
+                        part[g] = part.get(g, 0) + w * c
+    out = {key: sorted((PosteriorTerm(sp.Rational(c.numerator, c.denominator), (g,)) for g, c in part.items() if c),
+                       key=lambda t: t.graphs) for key, part in sorted(acc.items())}
+    return {key: terms for key, terms in out.items() if terms}
 
 
 def _graph_latex(g, letters):
@@ -211,10 +217,11 @@ def posterior_series_latex(order: int, m: int) -> str:
     return "\n".join(parts).replace(r"\frac{1}{1} ", "")
 
 
-def _einsum_term(term, tensors, yt, Kinv, Rt):
-    """Evaluate coefficient x outer product of the graphs of ``term``, free test axes in order."""
+def _term_subscripts(term):
+    """einsum subscripts and operand names ('Kinv', 'yt', 'Rt' or a vertex name) of coefficient x outer
+    product of the graphs of ``term``, free test axes in order (each test leg: its own R line)."""
     letters = iter(string.ascii_letters)
-    operands, specs, out = [], [], []
+    names, specs, out = [], [], []
     for g in term.graphs:
         idx = [[] for _ in g.vertices]
         for (i, j, c) in g.edges:
@@ -222,44 +229,161 @@ def _einsum_term(term, tensors, yt, Kinv, Rt):
                 a, b = next(letters), next(letters)
                 idx[i].append(a)
                 idx[j].append(b)
-                operands.append(Kinv)
+                names.append("Kinv")
                 specs.append(a + b)
         for i, (name, n_x, n_y, n_self) in enumerate(g.vertices):
             for _ in range(n_x):
                 a, b = next(letters), next(letters)
                 idx[i].append(a)
-                operands.append(Rt)
+                names.append("Rt")
                 specs.append(a + b)
                 out.append(b)
             for _ in range(n_self):
                 a, b = next(letters), next(letters)
                 idx[i] += [a, b]
-                operands.append(Kinv)
+                names.append("Kinv")
                 specs.append(a + b)
             for _ in range(n_y):
                 a = next(letters)
                 idx[i].append(a)
-                operands.append(yt)
+                names.append("yt")
                 specs.append(a)
-            operands.append(tensors[name])
+            names.append(name)
             specs.append("".join(idx[i]))
-    value = np.einsum(",".join(specs) + "->" + "".join(out), *operands, optimize=True)
-    return float(term.coefficient) * value
+    return ",".join(specs) + "->" + "".join(out), tuple(names)
 
 
-def _symmetrize(T):
-    m = T.ndim
-    return sum(np.transpose(T, p) for p in itertools.permutations(range(m))) / math.factorial(m)
+def _einsum_term(term, tensors, yt, Kinv, Rt):
+    """Evaluate coefficient x outer product of the graphs of ``term``, free test axes in order (numpy,
+    contraction order searched per call; the compiled route is :func:`_program`)."""
+    subscripts, names = _term_subscripts(term)
+    ops = dict(tensors, yt=yt, Kinv=Kinv, Rt=Rt)
+    return float(term.coefficient) * np.einsum(subscripts, *[ops[nm] for nm in names], optimize=True)
+
+
+class _Contraction(NamedTuple):
+    """One compiled term: coefficient x einsum(subscripts, *partials, *[K~^{-1}] * lines) along ``path``.
+
+    ``vertices`` names the vertex partials (name, n_y, n_self, n_test): the vertex tensor contracted with
+    n_y y~, n_self K~^{-1} self-pairs and n_test R lines, axes (N,) * (its edge legs) + (M,) * n_test."""
+
+    coefficient: float
+    vertices: tuple
+    lines: int
+    subscripts: str
+    path: tuple
+
+
+def _join(term):
+    """Vertex partials and join subscripts of ``term``: partial i carries its edge legs, then its test axes;
+    one K~^{-1} operand per edge line; out: all test axes in order."""
+    letters = iter(string.ascii_letters)
+    vertices, specs, lines, out = [], [], [], []
+    for g in term.graphs:
+        legs = [[] for _ in g.vertices]
+        for (i, j, c) in g.edges:
+            for _ in range(c):
+                a, b = next(letters), next(letters)
+                legs[i].append(a)
+                legs[j].append(b)
+                lines.append(a + b)
+        for (name, n_x, n_y, n_self), leg in zip(g.vertices, legs):
+            tests = [next(letters) for _ in range(n_x)]
+            vertices.append((name, n_y, n_self, n_x))
+            specs.append("".join(leg + tests))
+            out += tests
+    return tuple(vertices), len(lines), ",".join(specs + lines) + "->" + "".join(out)
+
+
+@functools.lru_cache(maxsize=32)
+def _program(series, N, M):
+    """Contraction program of ``series`` (tuple of ((j, m), terms)) for N points and M test points.
+
+    Order of contraction: each vertex tensor is first reduced on its own, y~ legs first (each a
+    matrix-vector product that divides the size by N), then K~^{-1} self-pairs (by N^2), then the R lines
+    (test legs), in this fixed order, so that the partials are shared between terms (evaluated once per
+    call: kappa_6 is read twice, as S.y~ and S.K~^{-1}, not once per term); the partials of a term are then
+    joined through its K~^{-1} lines along np.einsum_path's greedy pairwise order, searched here once from
+    the shapes alone."""
+    out = []
+    for key, terms in series:
+        compiled = []
+        for t in terms:
+            vertices, lines, subscripts = _join(t)
+            shapes = [(N,) * (VERTICES[nm][0] - n_y - 2 * n_self - n_x) + (M,) * n_x
+                      for nm, n_y, n_self, n_x in vertices] + [(N, N)] * lines
+            path = (np.einsum_path(subscripts, *[np.broadcast_to(0.0, sh) for sh in shapes], optimize="greedy")[0][1:]
+                    if len(shapes) > 1 else ())
+            compiled.append(_Contraction(float(t.coefficient), vertices, lines, subscripts, tuple(path)))
+        out.append((key, tuple(compiled)))
+    return tuple(out)
 
 
 class PerturbativePosterior(NamedTuple):
     """Posterior of the test outputs order by order in 1/n: ``mean[j]`` (M,), ``cov[j]`` (M, M) and
     ``four_point[j]`` (M, M, M, M) are the O(n^-j) parts (j = 0 .. order; four_point[0] = 0); sum over j
-    for the prediction at that order."""
+    for the prediction at that order. numpy arrays (backend "numpy") or JAX arrays (backend "jax")."""
 
     mean: np.ndarray
     cov: np.ndarray
     four_point: np.ndarray
+
+
+def _assemble(xp, program, order, K, train, test, Kinv, yt, tensors):
+    """Orders 0 .. ``order`` of the posterior from the Gaussian pieces Kinv = K~^{-1} (P, P), yt = K~^{-1} y
+    and the scaled vertex tensors, for xp = numpy or jax.numpy (same expressions, so the JAX route is
+    differentiable). Train quantities are embedded in the N points by the one-hot rows E_train (P, N)."""
+    N, M = K.shape[0], test.shape[0]
+    E = xp.eye(N)
+    E_train, E_test = E[train], E[test]
+    k_st = K[test][:, train]
+    a = k_st @ Kinv                                                        # k_*^T K~^{-1} (M, P)
+    Kinv_N, yt_N, Rt = E_train.T @ Kinv @ E_train, yt @ E_train, (E_test - a @ E_train).T
+    memo = {}
+
+    def partial(name, n_y, n_self, n_x):  # (N,) * remaining legs + (M,) * n_x; order: _program
+        key = (name, n_y, n_self, n_x)
+        if key not in memo:
+            if n_x:
+                memo[key] = xp.tensordot(partial(name, n_y, n_self, n_x - 1), Rt, axes=(0, 0))
+            elif n_self:
+                memo[key] = xp.tensordot(Kinv_N, partial(name, n_y, n_self - 1, 0), axes=([0, 1], [0, 1]))
+            elif n_y:
+                memo[key] = xp.tensordot(yt_N, partial(name, n_y - 1, 0, 0), axes=(0, 0))
+            else:
+                memo[key] = tensors[name]
+        return memo[key]
+
+    def term(c):
+        ops = [partial(*v) for v in c.vertices] + [Kinv_N] * c.lines
+        if len(ops) == 1:
+            return c.coefficient * ops[0]
+        return c.coefficient * xp.einsum(c.subscripts, *ops, optimize=["einsum_path", *c.path] if xp is np else list(c.path))
+
+    sig = K[test][:, test] - a @ k_st.T
+    parts = {(0, 1): k_st @ yt, (0, 2): 0.5 * (sig + sig.T)}
+    for (j, m), contractions in program:
+        total = sum(term(c) for c in contractions)
+        parts[(j, m)] = sum(xp.transpose(total, p) for p in itertools.permutations(range(m)))  # m! Sym
+    return PerturbativePosterior(*[xp.stack([parts.get((j, m), xp.zeros((M,) * m)) for j in range(order + 1)])
+                                   for m in (1, 2, 4)])
+
+
+@functools.lru_cache(maxsize=32)
+def _jax_posterior(program, order):
+    """jax.jit of K, y, train, test, noise, n, {vertex: tensor} -> PerturbativePosterior along ``program``
+    (Cholesky of K~ inside, so jax.grad reaches K, y, noise, n and the tensors). One trace and XLA compile per
+    (program, input shapes)."""
+    import jax  # noqa: PLC0415  (the numpy route does not load JAX)
+    import jax.numpy as jnp  # noqa: PLC0415
+    from jax.scipy.linalg import cho_factor, cho_solve  # noqa: PLC0415
+
+    def posterior(K, y, train, test, noise, n, tensors):
+        factor = cho_factor(K[train][:, train] + noise * jnp.eye(y.shape[0]), lower=True)
+        Kinv = cho_solve(factor, jnp.eye(y.shape[0]))
+        scaled = {name: T / n ** VERTICES[name][1] for name, T in tensors.items()}
+        return _assemble(jnp, program, order, K, train, test, 0.5 * (Kinv + Kinv.T), cho_solve(factor, y), scaled)
+    return jax.jit(posterior)
 
 
 def _sym_tensor(name, T, rank, N):
@@ -267,24 +391,45 @@ def _sym_tensor(name, T, rank, N):
     if T.shape != (N,) * rank:
         raise ValueError(f"{name} has shape {T.shape}: it must be {(N,) * rank}, one axis per point")
     scale = np.max(np.abs(T), initial=0.0)
-    for i in range(rank - 1):  # adjacent transpositions generate the symmetric group
-        p = tuple(range(i)) + (i + 1, i) + tuple(range(i + 2, rank))
-        dev = np.max(np.abs(T - np.transpose(T, p)), initial=0.0)
+    # the swap of the first two axes and the cyclic shift generate the symmetric group (2-D / 3-D views: fast)
+    for what, dev in (("the first two axes", lambda: T.reshape(N, N, -1) - T.reshape(N, N, -1).transpose(1, 0, 2)),
+                      ("a cyclic shift of the axes", lambda: T.reshape(N, -1) - T.reshape(-1, N).T)):
+        dev = np.max(np.abs(dev()), initial=0.0)
         if dev > 1e-12 * scale:
-            raise ValueError(f"{name} is not symmetric under axes {p}: max deviation {dev:.3g} > 1e-12 x max |{name}| "
+            raise ValueError(f"{name} is not symmetric under {what}: max deviation {dev:.3g} > 1e-12 x max |{name}| "
                              f"= {1e-12 * scale:.3g}; cumulant tensors must be fully symmetric")
     return T
 
 
+def _traced(*args):
+    """Whether any array in ``args`` is a JAX tracer (inside jax.grad, jit, vmap): its values are unknown."""
+    import jax  # noqa: PLC0415
+
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(args))
+
+
+def _check_shape(name, x, shape):
+    if np.shape(x) != shape:
+        raise ValueError(f"{name} has shape {np.shape(x)}: it must be {shape}")
+
+
 def perturbative_posterior(K, y, *, train, test, noise, n, order, dK=(), kappa4=(), kappa6=None,
-                           four_point=False) -> PerturbativePosterior:
+                           four_point=False, backend="numpy") -> PerturbativePosterior:
     """Posterior mean, covariance (and connected four-point function) of the test outputs to O(n^-order).
 
     Prior cumulants (module docstring): kappa_2 = K + dK[0]/n + dK[1]/n^2, kappa_4 = kappa4[0]/n +
-    kappa4[1]/n^2, kappa_6 = kappa6/n^2; the terms come from :func:`posterior_series` (generated) and are
-    evaluated by einsum. K (N, N); dK: ``order`` matrices (N, N); kappa4: ``order`` tensors (N,)*4; kappa6
-    (N,)*6 (needed for order 2); all fully symmetric. y (P,) labels, train (P,), test (M,) indices; noise =
-    sigma^2 >= 0 with K_train + noise I positive definite; n > 0 the width (n = 1: the coefficients).
+    kappa4[1]/n^2, kappa_6 = kappa6/n^2; the terms come from :func:`posterior_series` (generated, connected
+    graphs only) and are evaluated by the contraction program :func:`_program` (one einsum per term along a
+    precomputed greedy pairwise order). K (N, N); dK: ``order`` matrices (N, N); kappa4: ``order`` tensors
+    (N,)*4; kappa6 (N,)*6 (needed for order 2); all fully symmetric. y (P,) labels, train (P,), test (M,)
+    indices; noise = sigma^2 >= 0 with K_train + noise I positive definite; n > 0 the width (n = 1: the
+    coefficients). float64.
+
+    backend: "numpy" (numpy arrays out) or "jax" (jax.numpy.einsum along the same paths inside one jax.jit,
+    compiled once per (order, four_point, shapes); JAX float64 arrays out, differentiable: jax.grad with
+    respect to y, noise, n, K or the cumulant tensors). With concrete inputs every value is checked as for
+    numpy; under a JAX transformation (jax.grad, jit, vmap of the inputs) the values are tracers, so only the
+    order, the shapes and the indices (train, test must stay concrete) are checked.
 
     >>> K = np.array([[1.0, 0.5], [0.5, 1.0]])
     >>> U = 0.1 * (np.einsum("ab,cd->abcd", K, K) + np.einsum("ac,bd->abcd", K, K) + np.einsum("ad,bc->abcd", K, K))
@@ -292,35 +437,44 @@ def perturbative_posterior(K, y, *, train, test, noise, n, order, dK=(), kappa4=
     ...                            dK=[np.zeros((2, 2))], kappa4=[U])
     >>> p.cov[1].round(6)  # = sft.predict.posterior_cov_correction, 5/108
     array([[0.046296]])
+    >>> import jax
+    >>> mean = lambda s: perturbative_posterior(K, np.array([2.0]), train=[0], test=[1], noise=s, n=1.0, order=1,
+    ...                                         dK=[np.zeros((2, 2))], kappa4=[U], backend="jax").mean.sum()
+    >>> round(float(jax.grad(mean)(0.5)), 6), round(float(mean(0.5 + 1e-6) - mean(0.5 - 1e-6)) / 2e-6, 6)
+    (-0.457613, -0.457613)
     """
+    if backend not in ("numpy", "jax"):
+        raise ValueError(f"backend={backend!r} is not allowed: 'numpy' or 'jax'")
     posterior_series(order)  # checks order
-    K, train, test, Kinv, yt, R = _setup(K, y, train, test, noise)
-    N = K.shape[0]
-    n = float(n)
-    if not np.isfinite(n) or n <= 0:
-        raise ValueError(f"n = {n}: the width must be a finite positive number")
     if len(dK) < order or len(kappa4) < order or (order >= 2 and kappa6 is None):
         raise ValueError(f"order={order} needs dK ({len(dK)} given), kappa4 ({len(kappa4)} given) with {order} "
                          f"coefficients each{' and kappa6' if order >= 2 else ''}: the prior data must reach 1/n^{order}")
-    tensors = {}
+    raw = {}  # vertex name -> (argument name, tensor)
     for j in range(order):
-        tensors[f"dK{j + 1}"] = _sym_tensor(f"dK[{j}]", dK[j], 2, N) / n ** (j + 1)
-        tensors[f"U{j + 1}"] = _sym_tensor(f"kappa4[{j}]", kappa4[j], 4, N) / n ** (j + 1)
+        raw[f"dK{j + 1}"] = (f"dK[{j}]", dK[j])
+        raw[f"U{j + 1}"] = (f"kappa4[{j}]", kappa4[j])
     if order >= 2:
-        tensors["S"] = _sym_tensor("kappa6", kappa6, 6, N) / n ** 2
-    y_full, Kinv_full = np.zeros(N), np.zeros((N, N))
-    y_full[train] = yt
-    Kinv_full[np.ix_(train, train)] = Kinv
-    M = test.size
-    mean, cov, c4 = np.zeros((order + 1, M)), np.zeros((order + 1, M, M)), np.zeros((order + 1,) + (M,) * 4)
-    mean[0] = K[np.ix_(test, train)] @ yt
-    sig = K[np.ix_(test, test)] - K[np.ix_(test, train)] @ Kinv @ K[np.ix_(train, test)]
-    cov[0] = 0.5 * (sig + sig.T)
-    series = posterior_series(order)
-    for (j, m), terms in series.items():
-        if m == 4 and not four_point:
-            continue
-        total = sum(_einsum_term(t, tensors, y_full, Kinv_full, R.T) for t in terms)
-        value = math.factorial(m) * _symmetrize(np.asarray(total))
-        {1: mean, 2: cov, 4: c4}[m][j] = value
-    return PerturbativePosterior(mean, cov, c4)
+        raw["S"] = ("kappa6", kappa6)
+    if backend == "jax":
+        from ..conventions import require_x64  # noqa: PLC0415
+        require_x64("sft.predict.perturbative_posterior(backend='jax')")
+    if backend == "jax" and _traced(K, y, noise, n, [T for _, T in raw.values()]):
+        _check_shape("K", K, (np.shape(K)[0],) * 2)
+        N = np.shape(K)[0]
+        train, test = _indices("train", train, N), _indices("test", test, N)
+        _check_shape("y", y, train.shape)
+        for name, (arg, T) in raw.items():
+            _check_shape(arg, T, (N,) * VERTICES[name][0])
+        tensors = {name: T for name, (_, T) in raw.items()}
+    else:
+        K, train, test, Kinv, yt, _ = _setup(K, y, train, test, noise)
+        N, y, noise, n = K.shape[0], np.asarray(y, dtype=np.float64), float(noise), float(n)
+        if not np.isfinite(n) or n <= 0:
+            raise ValueError(f"n = {n}: the width must be a finite positive number")
+        tensors = {name: _sym_tensor(arg, T, VERTICES[name][0], N) for name, (arg, T) in raw.items()}
+    series = tuple((key, tuple(terms)) for key, terms in posterior_series(order).items() if key[1] != 4 or four_point)
+    program = _program(series, N, test.size)
+    if backend == "numpy":
+        scaled = {name: T / n ** VERTICES[name][1] for name, T in tensors.items()}
+        return _assemble(np, program, order, K, train, test, Kinv, yt, scaled)
+    return _jax_posterior(program, order)(K, y, train, test, noise, n, tensors)
