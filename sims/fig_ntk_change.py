@@ -25,6 +25,7 @@ import math
 
 import jax
 import matplotlib.figure
+import matplotlib.ticker
 import numpy as np
 
 from sft.finite import layer_meta_kernels, output_meta_kernels
@@ -117,6 +118,8 @@ def plot(results, params):
     ax1.set_xlim(left=0)
     ax2.set_xscale("log")
     ax2.set_yscale("log")
+    ax2.set_xticks(widths, [str(int(w)) for w in widths])
+    ax2.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax2.set_xlabel("width $n$")
     ax2.set_ylabel(r"relative change $\|\cdot\|_F / \|\Theta\|_F$")
     ax2.set_title("mean kernel (filled) vs one network (open, rms)", fontsize=10)
