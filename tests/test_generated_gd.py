@@ -1,19 +1,22 @@
-"""generated_gd: the O(1/n) GD ensemble mean from the generated term list (sft/predict/generated_gd.py).
+"""generated_gd: the O(1/n) GD ensemble mean and covariance from the generated term lists
+(sft/predict/generated_gd.py).
 
-(a) one hidden layer: equal to the independent neuron-population derivation gd_mean_correction to 1e-10
-    relative to max |c| over steps and inputs, part by part (tanh and erf, P = 2..4 training and M = 1..2
-    test inputs, feature rank 1 and 2 -- gd_mean_correction refuses rank > 2 --, eta = 0.2..0.5, all steps
-    up to k = 6..15);
-(b) depth 2 (tanh, meta-kernels of sft.finite.output_meta_kernels): equal to trained_ensemble_gd (nested
-    jvp of the same dynamics, no term list) to 1e-10; on synthetic meta-kernels every single generated term
-    matters (dropping any one moves the result by far more than 1e-10);
-(c) dropping any one term class (ntk / dntk / ddntk) breaks (a) by many orders of magnitude;
+(a) one hidden layer: the mean equals the independent neuron-population derivation gd_mean_correction to
+    1e-10 relative to max |c| over steps and inputs, part by part (tanh and erf, P = 2..4 training and
+    M = 1..2 test inputs, feature rank 1 and 2 -- gd_mean_correction refuses rank > 2 --, eta = 0.2..0.5,
+    all steps up to k = 6..15);
+(b) depth 2 (tanh, meta-kernels of sft.finite.output_meta_kernels): mean and covariance equal
+    trained_ensemble_gd (nested jvp of the same dynamics, no term list) to 1e-10, part by part; the same on
+    synthetic meta-kernels with every cumulant block nonzero; there every single generated term matters
+    (dropping any one moves the result by far more than 1e-10);
+(c) dropping any one term class (kernel / ntk / dntk / ddntk) breaks (a) and (b) by many orders of magnitude;
 (d) the scalar dynamics unrolled in sympy (derivations/gd_series.py, an explicit joint law of f0, dTheta,
-    dH) gives the same numbers;
+    dH) gives the same mean and variance;
 bad input. Monte Carlo: inherited through (b) from tests/test_trained_ensemble.py (trained depth-2 tanh
-ensembles against trained_ensemble_gd within Z_MAX sigma).
+ensembles against trained_ensemble_gd within Z_MAX sigma: mean, covariance, test error).
 """
 import functools
+import itertools
 import math
 
 import jax
@@ -22,7 +25,8 @@ import numpy as np
 import pytest
 
 from sft.predict import gd_correction as gdc
-from sft.predict import gd_mean_correction, gd_mean_series, generated_gd_mean, trained_ensemble_gd
+from sft.predict import (gd_cov_series, gd_mean_correction, gd_mean_series, gd_series_latex, generated_gd_cov,
+                         generated_gd_mean, trained_ensemble_gd)
 from sft.predict.trained_ensemble import _Toy, _toy_meta_kernels
 
 TOL = 1e-10  # relative to max |c| (the scale of the correction)
@@ -93,45 +97,63 @@ def test_equals_gd_mean_correction_and_every_class_matters(i):
     np.testing.assert_allclose(r.mean[:, P:], g.mean, rtol=0, atol=1e-12)
 
 
+def _symmetric_dntk_f3(N, seed):
+    """A synthetic dntk_f3 with the meta-kernel symmetries (dNTK slots 1, 2; f slots 3, 4, 5)."""
+    d = 0.05 * np.random.default_rng(seed).normal(size=(N,) * 6)
+    d = (d + d.transpose(0, 2, 1, 3, 4, 5)) / 2
+    return sum(d.transpose(0, 1, 2, *[3 + i for i in p]) for p in itertools.permutations(range(3))) / 6
+
+
+def _assert_equal_to_trained_ensemble(mk, y, kw):
+    r, c, t = generated_gd_mean(mk, y, **kw), generated_gd_cov(mk, y, **kw), trained_ensemble_gd(mk, y, **kw)
+    for mine, theirs, parts, mine_parts in ((r.correction, t.mean_correction, t.mean_parts, r.parts),
+                                            (c.correction, t.cov_correction, t.cov_parts, c.parts)):
+        scale = np.abs(theirs).max()
+        assert scale > 1e-2
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=TOL * scale)
+        for part, value in parts.items():
+            np.testing.assert_allclose(mine_parts[part], value, rtol=0, atol=TOL * scale)
+            assert np.abs(value).max() > 1e-3 * scale, part  # (c): dropping the class breaks the agreement
+    np.testing.assert_allclose(c.cov, t.cov, rtol=0, atol=1e-13 * np.abs(t.cov).max())
+
+
 def test_equals_trained_ensemble_gd_at_depth_2():
-    """(b): depth 2, tanh, 2 training + 1 test input in d = 3: the generated mean equals trained_ensemble_gd
-    (total and parts, all inputs, all steps) to 1e-10 max |c|."""
+    """(b): depth 2, tanh, 2 training + 1 test input in d = 3: the generated mean and covariance equal
+    trained_ensemble_gd (total and every part, all inputs, all steps) to 1e-10 of their max; each part is
+    larger than 1e-3 of it. The same on synthetic meta-kernels of the same size with every cumulant block
+    nonzero (ntk_f2 and dntk_f3 enter the covariance; dntk_f3 vanishes at this order for real networks)."""
     from sft.finite import output_meta_kernels
     x = np.array([[-1.0, 0.5, 0.3], [1.3, -0.3, 0.2], [0.1, 0.8, 0.9]])
-    y = np.array([0.5, -0.4])
-    mk = output_meta_kernels(x, depth=2, activation="tanh", C_W=1.5, C_b=0.1)
-    kw = dict(n_train=2, learning_rate=0.4, n_steps=12)
-    r, t = generated_gd_mean(mk, y, **kw), trained_ensemble_gd(mk, y, **kw)
-    scale = np.abs(t.mean_correction).max()
-    assert scale > 1e-2
-    np.testing.assert_allclose(r.correction, t.mean_correction, rtol=0, atol=TOL * scale)
-    for part in ("ntk", "dntk", "ddntk"):
-        np.testing.assert_allclose(r.parts[part], t.mean_parts[part], rtol=0, atol=TOL * scale)
+    y, kw = np.array([0.5, -0.4]), dict(n_train=2, learning_rate=0.4, n_steps=12)
+    _assert_equal_to_trained_ensemble(output_meta_kernels(x, depth=2, activation="tanh", C_W=1.5, C_b=0.1), y, kw)
+    toy = _toy_meta_kernels(3, seed=2)
+    _assert_equal_to_trained_ensemble(toy._replace(dntk_f3=_symmetric_dntk_f3(3, 0)), y, kw)
 
 
 def test_every_generated_term_matters():
-    """On synthetic meta-kernels (generic tensors with the meta-kernel symmetries, 3 train + 2 test inputs)
-    every one of the 50 terms alone contributes more than 1e-6 max |c| (10^4 x the tolerance of (a), (b)):
-    leaving out any single term breaks the agreement; none is redundant or zero."""
+    """On synthetic meta-kernels (generic tensors with the meta-kernel symmetries, 3 train + 2 test inputs),
+    every one of the 50 mean terms and of the 161 covariance terms alone contributes more than 1e-6 of the
+    max of the correction (10^4 x the tolerance of (a), (b)): leaving out any single term breaks the agreement."""
     mk, y = _toy_meta_kernels(5, seed=3), np.array([0.5, -0.3, 0.2])
+    mk = mk._replace(dntk_f3=_symmetric_dntk_f3(5, 1))
     kw = dict(n_train=3, learning_rate=0.3, n_steps=5)
-    terms = gd_mean_series()
-    assert len(terms) == 50
-    scale = np.abs(generated_gd_mean(mk, y, **kw).correction).max()
-    assert scale > 1e-2
-    for j, term in enumerate(terms):
-        alone = generated_gd_mean(mk, y, **kw, terms=[term]).correction
-        assert np.abs(alone).max() > 1e-6 * scale, (j, term)
+    for series, run in ((gd_mean_series(), generated_gd_mean), (gd_cov_series(), generated_gd_cov)):
+        assert len(series) == {generated_gd_mean: 50, generated_gd_cov: 161}[run]
+        scale = np.abs(run(mk, y, **kw).correction).max()
+        assert scale > 1e-2
+        for j, term in enumerate(series):
+            assert np.abs(run(mk, y, **kw, terms=[term]).correction).max() > 1e-6 * scale, (j, term)
 
 
 def test_scalar_dynamics_unrolled_in_sympy():
     """(d): derivations/gd_series.py unrolls k = 3 GD steps of the N = P = 1 dynamics in sympy with f0, dTheta,
     dH realized by explicit polynomials of independent Gaussians (no cumulant rules, no term list); the
-    1/n coefficient of the exact mean equals the generated series at the same (rational) inputs to 1e-12."""
+    1/n coefficients of the exact mean and variance equal the generated series to 1e-12 of their max."""
     from derivations.gd_series import scalar_check
-    exact, generated = scalar_check(n_steps=3)
-    assert np.abs(exact).max() > 1e-2
-    np.testing.assert_allclose(generated, exact, rtol=0, atol=1e-12 * np.abs(exact).max())
+    em, gm, ev, gv = scalar_check(n_steps=3)
+    for exact, generated in ((em, gm), (ev, gv)):
+        assert np.abs(exact).max() > 1e-2
+        np.testing.assert_allclose(generated, exact, rtol=0, atol=1e-12 * np.abs(exact).max())
 
 
 def test_bad_input():
@@ -159,3 +181,7 @@ def test_bad_input():
         generated_gd_mean(mk._replace(dntk_f=bad), y, **ok)
     with pytest.raises(ValueError, match="terms contains"):
         generated_gd_mean(mk, y, **ok, terms=["Theta1"])
+    with pytest.raises(ValueError, match="terms contains"):
+        generated_gd_cov(mk, y, **ok, terms=gd_mean_series()[:1])
+    with pytest.raises(ValueError, match="kind='variance'"):
+        gd_series_latex("variance")
