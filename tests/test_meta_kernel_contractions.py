@@ -53,7 +53,7 @@ def test_linear_scales_to_many_inputs():
     assert _rel(big, small) < 1e-12
 
 
-@pytest.mark.parametrize("activation, N, depth, widths", [("erf", 3, 2, None), ("tanh", 2, 2, (3, 5))])
+@pytest.mark.parametrize("activation, N, depth, widths", [("erf", 3, 1, None), ("tanh", 2, 2, (3, 5))])
 def test_batched_equals_output_meta_kernels(activation, N, depth, widths):
     x = np.random.default_rng(11).normal(size=(N, 5))
     kw = dict(depth=depth, activation=activation, C_W=1.3, C_b=0.2, widths=widths)

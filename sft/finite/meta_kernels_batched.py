@@ -11,26 +11,34 @@ the P .. U recursion needs no A, D, V, G1, Theta1):
 
 Where the time goes. Every mean is a product of one-input factors sigma^(k)(z_a) at <= 4 distinct inputs.
 A product over the input subset S (|S| = d) is integrated with the rule of :func:`sft.finite.gaussian_rule`
-(nested Gauss-Legendre, 2 n_d nodes per dimension, P_d = (2 n_d)^d nodes). meta_kernel_step loops over
-subsets and kinds in Python; here, for each d, all C(N, d) subsets are integrated together: one stacked
-Cholesky, one batched rule, the four derivatives sigma .. sigma''' evaluated once per node, and for each
-of the 8 four-factor products one batched (d^2 x P_d) (P_d x d^2) matrix product that gives every
-assignment of the four slots to the inputs of S; the results are scattered into the (N,)*4 tensors.
-Cost per layer ~ C(N, 4) P_4 (8 x 2 x 16 + 4 evaluations) flops for N >> 4, memory ~ 30 N^4 x 8 bytes
-(the tensors; the rule is streamed in chunks of subsets). With the default nodes of
+(nested Gauss-Legendre split at z_k = 0, 2 n_d nodes per dimension, P_d = (2 n_d)^d nodes).
+meta_kernel_step loops over subsets and products in Python; here, for each d, all C(N, d) subsets are
+integrated together: one stacked Cholesky, one batched rule, sigma .. sigma''' evaluated once per node, and
+one jitted call per block of nodes with four matrix products, one per right pair of factors
+((#lefts d^2 x P) (P x d^2): es.dd, td.dd, dd.dd, ee.dd | ed.ds, ds.ds | dd.ss | de.sd), which give the 8
+four-factor products for every assignment of the four slots to the inputs of S; the entries are scattered
+into the (N,)*4 tensors. Cost per layer ~ C(N, 4) P_4 (2 x 8 x 256 + 4 evaluations) flops for N >> 4;
+memory ~ 30 N^4 x 8 bytes (the tensors; nodes are streamed in blocks of 2^17). With the default nodes of
 :mod:`sft.finite.meta_kernels` (n_4 = 20: P_4 = 2.56e6) every mean is the same sum as there (agreement to
-rounding); ``n_nodes`` trades accuracy for time (measured in sims/benchmarks/bench_meta_kernels_large.py).
+rounding). Fewer nodes lose accuracy fast (tanh, N = 4, depth 3: n = 48/32/16/10 for d = 1..4 is 1e-4
+off, relative; a product Gauss-Hermite rule with 32 nodes per dimension 2e-4: the integrands with several
+sigma' factors are narrow around z = 0), so the node count is not a free knob at a 1e-10 target.
+Measured: sims/benchmarks/bench_meta_kernels_large.py.
 
 Smooth activations only (jax-differentiable sigma with finite sigma'''); kinked sigma: output_meta_kernels.
 Checks (tests/test_meta_kernel_contractions.py): equal to :func:`sft.finite.output_meta_kernels` to 1e-10
-(relative to the largest entry) for tanh and erf at N <= 3; the Monte Carlo tests of output_meta_kernels
+(relative to the largest entry) for tanh and erf at N <= 3 with the node counts of
+ntk_fluctuations_multi for the NTK part (``ntk_nodes``); the Monte Carlo tests of output_meta_kernels
 (tests/test_meta_kernels.py) carry over through that agreement.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import vertex as fw
@@ -43,14 +51,51 @@ __all__ = ["batched_gaussian_means", "batched_meta_kernels", "cost_estimate"]
 _FOUR = ("edds", "dsds", "esdd", "tddd", "dddd", "eedd", "ddss", "desd")
 _TWO = ("ss", "dd", "ee", "es", "td")
 _KINDS = "sdet"
-_CHUNK_NODES = 2 ** 21  # nodes per batched call (chunks of subsets), ~ 16 MiB per (P, d) array at d = 1
+_BLOCK = 2 ** 17  # nodes per compiled call: (block, 7 d^2) and (block, 4 d^2) float64 factors, ~ 200 MiB at d = 4
+# the 8 four-factor products grouped by their right pair (slots 2, 3): {right: lefts (slots 0, 1)}
+_GROUPS = {"dd": ("es", "td", "dd", "ee"), "ds": ("ed", "ds"), "ss": ("dd",), "sd": ("de",)}
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _pair_products(fn, z, w):
+    """{right: M (S, #lefts, d, d, d, d)}, M[s, i, a, b, c, e] = sum_p w_sp L_i[a, b] R[c, e] with
+    L_i = f(z_a) g(z_b) for the pair (f, g) = _GROUPS[right][i], R likewise; z (S, P, d), w (S, P).
+    One (#lefts d^2 x P) (P x d^2) matrix product per right pair."""
+    V = dict(zip(_KINDS, (g(z) for g in _derivative_fns(fn))))
+    S, P, d = z.shape
+    pair = lambda k: (V[k[0]][..., :, None] * V[k[1]][..., None, :]).reshape(S, P, d * d)  # noqa: E731
+    out = {}
+    for right, lefts in _GROUPS.items():
+        L = w[:, :, None] * jnp.concatenate([pair(k) for k in lefts], 2)
+        out[right] = jnp.einsum("spa,spb->sab", L, pair(right)).reshape(S, len(lefts), d, d, d, d)
+    return out
+
+
+def _four_point(fn, z, w, step):
+    """_pair_products over a chunk of subsets (padded to ``step`` subsets) or, for P > _BLOCK nodes per
+    subset, over node blocks of one subset (padded with zero weights): fixed shapes, one compilation each."""
+    S, P, d = z.shape
+    if P <= _BLOCK:
+        pad = step - S
+        zp = np.concatenate([z, np.zeros((pad, P, d))]) if pad else z
+        wp = np.concatenate([w, np.zeros((pad, P))]) if pad else w
+        return {k: np.asarray(v)[:S] for k, v in _pair_products(fn, jnp.asarray(zp), jnp.asarray(wp)).items()}
+    M = {k: 0.0 for k in _GROUPS}
+    for lo in range(0, P, _BLOCK):
+        zb, wb = z[:, lo:lo + _BLOCK], w[:, lo:lo + _BLOCK]
+        pad = _BLOCK - zb.shape[1]
+        if pad:
+            zb = np.concatenate([zb, np.zeros((S, pad, d))], 1)
+            wb = np.concatenate([wb, np.zeros((S, pad))], 1)
+        for k, v in _pair_products(fn, jnp.asarray(zb), jnp.asarray(wb)).items():
+            M[k] = M[k] + np.asarray(v)
+    return M
 
 
 def _rule_stack(K, subsets, n):
     """Nodes z (S, P, d), weights w (S, P) of gaussian_rule on K[s, s] for each subset s (S, d)."""
     d = subsets.shape[1]
-    Ks = K[subsets[:, :, None], subsets[:, None, :]]
-    return fw._rule_batch(fw._cholesky(Ks), n, fw._CUTS.get(d, 8.0))
+    return fw._rule_batch(fw._cholesky(K[subsets[:, :, None], subsets[:, None, :]]), n, fw._CUTS.get(d, 8.0))
 
 
 def batched_gaussian_means(K, *, activation, n_nodes=None, dims=(1, 2, 3, 4), out=None):
@@ -91,36 +136,34 @@ def batched_gaussian_means(K, *, activation, n_nodes=None, dims=(1, 2, 3, 4), ou
         out.update({k: np.zeros((N, N, N)) for k in ("Yds", "Yed")})
     for d in (d for d in dims if d <= N):
         subsets = np.array(list(itertools.combinations(range(N), d)), dtype=int)
-        P = (2 * nodes[d]) ** d
-        step = max(1, _CHUNK_NODES // P)
-        s4, s2 = _surjections(d, 4), (_surjections(d, 2) if d <= 2 else None)
+        s4, P = _surjections(d, 4), (2 * nodes[d]) ** d
+        step = max(1, _BLOCK // P)
         for lo in range(0, len(subsets), step):
             S = subsets[lo:lo + step]
             z, w = _rule_stack(K, S, nodes[d])
-            V = {k: np.asarray(fns[_KINDS.index(k)](z), dtype=np.float64) for k in _KINDS}
+            M = _four_point(act.fn, z, w, step)
             for kinds in _FOUR:
-                A = (w[:, :, None, None] * V[kinds[0]][:, :, :, None] * V[kinds[1]][:, :, None, :])
-                B = V[kinds[2]][:, :, :, None] * V[kinds[3]][:, :, None, :]
-                M = np.einsum("spa,spb->sab", A.reshape(len(S), P, d * d), B.reshape(len(S), P, d * d))
-                M = M.reshape((len(S),) + (d,) * 4)
-                out[kinds][tuple(S[:, s4].transpose(2, 0, 1))] = M[(slice(None),) + tuple(s4.T)]
-            if s2 is not None:
+                Mk = M[kinds[2:]][:, _GROUPS[kinds[2:]].index(kinds[:2])]  # (S, d, d, d, d)
+                out[kinds][tuple(S[:, s4].transpose(2, 0, 1))] = Mk[(slice(None),) + tuple(s4.T)]
+            if d <= 2:
+                s2 = _surjections(d, 2)
+                V = {k: np.asarray(fns[_KINDS.index(k)](z), dtype=np.float64) for k in _KINDS}
                 y = np.einsum("spa,sab->spb", z, pd_inverse("K", K[S[:, :, None], S[:, None, :]]))
+                idx = tuple(S[:, s2].transpose(2, 0, 1))
                 for kinds in _TWO:
-                    M = np.einsum("sp,spa,spb->sab", w, V[kinds[0]], V[kinds[1]])
-                    out[kinds][tuple(S[:, s2].transpose(2, 0, 1))] = M[(slice(None),) + tuple(s2.T)]
+                    M2 = np.einsum("sp,spa,spb->sab", w, V[kinds[0]], V[kinds[1]])
+                    out[kinds][idx] = M2[(slice(None),) + tuple(s2.T)]
                 for name, (k0, k1) in (("Yds", "ds"), ("Yed", "ed")):
-                    M = np.einsum("sp,spa,spb,spc->sabc", w, V[k0], V[k1], y)
+                    M3 = np.einsum("sp,spa,spb,spc->sabc", w, V[k0], V[k1], y)
                     for c in range(d):
-                        idx = S[:, s2].transpose(2, 0, 1)
-                        out[name][tuple(idx) + (S[:, c][:, None],)] = M[(slice(None),) + tuple(s2.T) + (c,)]
+                        out[name][idx + (S[:, c][:, None],)] = M3[(slice(None),) + tuple(s2.T) + (c,)]
     return out
 
 
 def _meta_step(g, Th, Bt, Ft, state, r, C_W):
     """P .. U of layer l + 1 from layer l (the smooth-sigma formulas of meta_kernel_step, same order)."""
     P_, Q_, R_, S_, T_, U_ = state
-    o, C2 = np.einsum, C_W ** 2
+    o, C2 = functools.partial(np.einsum, optimize=True), C_W ** 2  # pairwise: N^5, not N^6
     DD, EE, ES = g["dd"], g["ee"], g["es"]
     PHI2 = ES + Th * g["td"]
     Yds = g["Yds"]
@@ -160,10 +203,10 @@ def batched_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None, n_nodes
     G1, V, Theta1, ntk_cov, ntk_f2 fields are None (not computed here) and dntk_f3 is zeros((N,)*6) only for
     N <= 4 (None above: it vanishes at this order).
 
-    >>> x = np.array([[1.0, 0.0], [0.6, 0.8]])
-    >>> out = batched_meta_kernels(x, depth=1, activation="erf", C_W=1.5, C_b=0.1, ntk_nodes={1: 48, 2: 32})
+    >>> x = np.array([[1.0, 0.5]])
+    >>> out = batched_meta_kernels(x, depth=2, activation="erf", C_W=1.5, C_b=0.1, ntk_nodes={1: 48})
     >>> from sft.finite.meta_kernels import output_meta_kernels
-    >>> ref = output_meta_kernels(x, depth=1, activation="erf", C_W=1.5, C_b=0.1)
+    >>> ref = output_meta_kernels(x, depth=2, activation="erf", C_W=1.5, C_b=0.1)
     >>> bool(np.abs(out.dntk_f - ref.dntk_f).max() < 1e-10 * np.abs(ref.dntk_f).max())
     True
     """
@@ -193,7 +236,7 @@ def batched_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None, n_nodes
         Bt = (C ** 2 * g["dddd"] * np.einsum("xz,yw->xyzw", Th, Th)
               + r[l] * np.einsum("xy,zw,xyzw->xyzw", chi, chi, Bt))
         Ft = C ** 2 * (g["dsds"] * Th[:, None, :, None]
-                       + r[l] * np.einsum("xyc,zwd,xczd->xyzw", g["Yds"], g["Yds"], Ft))
+                       + r[l] * np.einsum("xyc,zwd,xczd->xyzw", g["Yds"], g["Yds"], Ft, optimize=True))
         K = cb[l + 1] + C * g["ss"]
         Th = K + chi * Th
     P, Q, R, S, T, U = state
