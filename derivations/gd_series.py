@@ -16,8 +16,8 @@ Run from the repository root: ``python -m derivations.gd_series``; writes deriva
        dH0 = e^2 (beta f0 + gamma (f0^3 - 3 K f0) + delta g),   ddHI = e^2 I,   ddHII = e^2 II,
 
    so that Var f0 = K + e^2 G1 + O(e^4), kappa(dTheta, dTheta) = sigma^2, kappa(dTheta, f0, f0) =
-   2 alpha K^2, kappa(dH, f0) = beta K and kappa(dH, f0, f0, f0) = 6 gamma K^3 at order e^2 (delta g: a part of dH uncorrelated with f0, whose
-   correlation with dTheta is O(e^3)). k steps of the scalar dynamics
+   2 alpha K^2, kappa(dH, f0) = beta K and kappa(dH, f0, f0, f0) = 6 gamma K^3 at order e^2 (delta g: a part
+   of dH uncorrelated with f0, whose correlation with dTheta is O(e^3)). k steps of the scalar dynamics
    f' = f - eta H r + eta^2/2 D r^2 - eta^3/6 I r^3, H' = H - 2 eta D r + eta^2 (I + II) r^2,
    D' = D - eta (I + 2 II) r (r = f - y) are unrolled exactly in sympy (polynomials in e, z, g, truncated
    at e^2 after every step), and the e^2 coefficient of E[f_t] is taken with the exact Gaussian moments
@@ -41,8 +41,8 @@ OUT = pathlib.Path(__file__).resolve().parent / "out" / "gd_series.md"
 
 R = sp.Rational
 #: the rational inputs of the scalar check
-SCALAR = dict(kappa=R(3, 4), G1=R(1, 5), Theta=R(6, 5), Theta1=R(-1, 3), sigma=R(1, 2), alpha=R(2, 7), beta=R(3, 5),
-              gamma=R(1, 9), delta=R(4, 3), I=R(-2, 5), II=R(1, 4), y=R(7, 10), eta=R(1, 3))
+SCALAR = dict(kappa=R(3, 4), G1=R(1, 5), Theta=R(6, 5), Theta1=R(-1, 3), sigma=R(1, 2), alpha=R(2, 7),
+              beta=R(3, 5), gamma=R(1, 9), delta=R(4, 3), I=R(-2, 5), II=R(1, 4), y=R(7, 10), eta=R(1, 3))
 
 
 def exact_scalar(n_steps, p=SCALAR):
@@ -115,8 +115,10 @@ def markdown():
     em, gm, ev, gv = scalar_check(4)
     lines += ["## Scalar check (N = P = 1, module docstring item 2)", "",
               f"Inputs: {', '.join(f'{k} = {v}' for k, v in SCALAR.items())}.", "",
-              "| step | mean: exact (sympy unroll) | generated | variance: exact | generated |", "|---|---|---|---|---|"]
-    lines += [f"| {t} | {a:.15g} | {b:.15g} | {c:.15g} | {d:.15g} |" for t, (a, b, c, d) in enumerate(zip(em, gm, ev, gv))]
+              "| step | mean: exact (sympy unroll) | generated | variance: exact | generated |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {t} | {a:.15g} | {b:.15g} | {c:.15g} | {d:.15g} |"
+              for t, (a, b, c, d) in enumerate(zip(em, gm, ev, gv))]
     return "\n".join(lines) + "\n"
 
 

@@ -177,7 +177,8 @@ def test_bad_input():
         generated_gd_mean(mk._replace(ddntk_II=np.full((3,) * 4, np.nan)), y, **ok)
     bad = mk.dntk_f.copy()
     bad[0, 0, 1, 2] += 1.0
-    with pytest.raises(ValueError, match=r"meta_kernels.dntk_f is not symmetric under the axes permutation \(0, 2, 1, 3\)"):
+    with pytest.raises(ValueError, match=r"meta_kernels.dntk_f is not symmetric under the axes permutation "
+                                         r"\(0, 2, 1, 3\)"):
         generated_gd_mean(mk._replace(dntk_f=bad), y, **ok)
     with pytest.raises(ValueError, match="terms contains"):
         generated_gd_mean(mk, y, **ok, terms=["Theta1"])
