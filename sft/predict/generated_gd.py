@@ -84,8 +84,7 @@ import sympy as sp
 from ..symbolic.cumulants import set_partitions
 
 __all__ = ["RULES", "SYMMETRIES", "GDTerm", "gd_mean_series", "gd_cov_series", "gd_series_latex",
-           "GeneratedGDMean",
-           "generated_gd_mean", "GeneratedGDCov", "generated_gd_cov"]
+           "GeneratedGDMean", "generated_gd_mean", "GeneratedGDCov", "generated_gd_cov"]
 
 F_, H_, D_ = "f", "H", "dH"
 #: The effective GD dynamics (module docstring): increment -> (its free letters, [(coefficient, power of
@@ -119,11 +118,12 @@ ETA = sp.Symbol("eta", positive=True)
 
 
 class GDTerm(NamedTuple):
-    """One generated term of the source S_t(x): ``coefficient`` (sympy, rational x eta^p) x the contraction of
-    ``factors`` over all labels except t (label -1) and x (label -2). A factor is (name, time labels, index
-    labels); names: meta-kernel fields (K, Theta1, ntk_cov, ntk_f2, dntk_f, dntk_f3, I = ddntk_I,
-    II = ddntk_II, G1), 'm' (m_s, mean residual), 'R' (A^s), 'G' (G_{t,s} = A^{t-1-s}, s < t), 'lt' (the
-    constraint s < t). ``part``: 'ntk', 'dntk', 'ddntk' (or 'kernel')."""
+    """One generated term of the mean source S_t(x) or of the covariance Sigma1_t(x, y): ``coefficient`` (sympy,
+    rational x eta^p) x the contraction of ``factors`` over all labels except t (label -1), x (-2) and y (-3).
+    A factor is (name, time labels, index labels); names: meta-kernel fields (K, G1, Theta1, ntk_cov, ntk_f2,
+    dntk_f, dntk_f3, I = ddntk_I, II = ddntk_II), 'm' (m_s, mean residual), 'R' (A^s), 'U' (U^t),
+    'G' (G_{t,s} = A^{t-1-s}, s < t), 'P' (P_{t,s} = U^{t-1-s}, s < t), 'lt' (the constraint s < t).
+    ``part``: 'kernel', 'ntk', 'dntk' or 'ddntk' (the O(1/n) coupling it contains)."""
 
     coefficient: sp.Expr
     part: str
