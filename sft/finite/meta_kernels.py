@@ -543,6 +543,16 @@ def layer_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None) -> LayerM
     The readout sums the neuron structures: dntk_f^(m) = P^(m) + Q^(1) + Q^(2)_0213, ddntk_I^(m) = R^(1)
     + R^(3)_0231 + R^(2)_0312, ddntk_II_nu = S^nu + T^nu + U^nu, ddntk_II_mu = S^mu + T^mu + U^mu.
 
+    Checks (tests/test_ntk_change.py): the fields sum over m to :func:`output_meta_kernels` (1e-10; the
+    flavours of Theta, B, F use the quadrature of :func:`sft.finite.ntk_step_multi`, so the sum is exact to
+    rounding); one hidden layer: equal to single-neuron averages of the restricted parameter derivatives
+    (linear sigma exactly, erf to 6e-10 with a converged Gauss-Hermite rule); the NTK change of trained
+    depth-2 tanh ensembles per layer (|z| < 4). Measured once (not a test; 3 inputs, depth 2, tanh at
+    C_W = 1, C_b = 0, float64, 400 networks per width, the restricted sums over parameters by jax autodiff):
+    n x (Monte Carlo) at n = 64 and 128 extrapolated as 2 X_128 - X_64 agrees with every entry of all four
+    restricted fields, every layer, |z| <= 2.6 (rms z 0.6 .. 0.9); the unextrapolated n = 32 values differ by
+    up to 11% of the scale (O(1/n), as the unrestricted ddNTKs do). Smooth sigma only (and linear).
+
     >>> lm = layer_meta_kernels(np.array([[1.0, 0.5], [0.3, -1.0]]), depth=2, activation="tanh", C_W=1.0, C_b=0.0)
     >>> out = output_meta_kernels(np.array([[1.0, 0.5], [0.3, -1.0]]), depth=2, activation="tanh", C_W=1.0,
     ...                           C_b=0.0)
