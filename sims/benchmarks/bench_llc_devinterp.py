@@ -21,7 +21,14 @@ Models (sft's parametrization z = sqrt(C_b) beta + sqrt(C_W / n_in) h @ omega, r
 the worker checks that its L_n(w*) equals sft's to round-off):
  (a) regular: linear regression, d inputs plus a bias (C_W = C_b = 1), D = d + 1 parameters, noisy
      labels, w* = least squares. lambda = D/2; exact stationary value of FULL-batch SGLD at finite
-     nbeta, gamma, eps: sft.sim.quadratic_llc(H, step_size=eps) (minibatch noise raises it).
+     nbeta, gamma, eps: sft.sim.quadratic_llc(H, step_size=eps) (minibatch noise raises it). Exact
+     expected value of EACH package's finite-run estimator (minibatch noise, K steps from w*, its
+     batching scheme): :func:`regular_expectations` (closed moment recursions). They differ: the
+     minibatch loss that devinterp averages is taken on a batch disjoint from the previous n/b - 1
+     batches of its replayed epoch, whose gradient steps (the sum over an epoch of the batch
+     gradients at w* is zero) raised the loss on it; this biases devinterp's estimator up by a few
+     percent of lambda here, while its cyclic dynamics alone (full-batch loss) would read lower
+     than sft's fresh batches.
  (b) deep linear network (reduced-rank regression): M inputs, H hidden, N outputs, C_W = 1, C_b = 0
      (biases are flat directions), realizable labels of a rank-r teacher w* whose other H - r channels
      are zero (L_n(w*) = 0). Reference: the learning coefficient of Aoyagi & Watanabe (2005),
@@ -194,7 +201,7 @@ def build_problems(cases, n, seed):
                 return 0.5 * jnp.mean(jnp.sum((be + (xb @ om) / math.sqrt(d) - yb) ** 2, axis=-1))
             data = (jnp.asarray(x), jnp.asarray(y))
             prob = dict(activation="linear", C_W=1.0, C_b=1.0, loss=loss, w_star=w_star, data=data,
-                        reference=("D/2", (d + 1) / 2))
+                        reference=("D/2", (d + 1) / 2), features=A, residuals=A @ theta - y[:, 0])
         elif case == "dln":                                    # (b) reduced-rank regression
             M, H, N, r = 4, 3, 4, 1
             x = rng.normal(size=(n, M))
@@ -235,6 +242,58 @@ def build_problems(cases, n, seed):
     return out
 
 
+def regular_expectations(prob, cfg, n_perms=100, seed=123):
+    """Exact expected values of the two finite-run estimators for linear regression (case a).
+
+    With features a_i (D,), residuals r_i = a_i.w* - y_i (sum_i r_i a_i = 0 at least squares),
+    H = sum_i a_i a_i^T / n, d = w - w*, one SGLD step on minibatch B is linear:
+        d' = A_B d + c_B + sqrt(eps) xi,   A_B = I - (eps/2)(nbeta H_B + gamma I),
+        c_B = -(eps/2) nbeta g_B,          H_B, g_B = mean over B of a_i a_i^T, r_i a_i.
+    sft (a fresh batch of b distinct samples per step, independent of d): the mean stays 0 and
+        S' = E_B[A_B S A_B^T] + E_B[c_B c_B^T] + eps I,
+    where, for b of n drawn without replacement, E[H_B S H_B] = M1/b + (b-1)/b (n^2 H S H - n M1)/(n(n-1)),
+    M1 = sum_i a_i a_i^T S a_i a_i^T / n, and E[g_B g_B^T] = (n-b)/(b(n-1)) sum_i r_i^2 a_i a_i^T / n;
+    its estimator averages nbeta tr(H S_k)/2 over k = 1..K (S_0 = 0: chains start at w*).
+    devinterp (one random permutation per chain, its n/b batches replayed in order): m and S follow
+    the deterministic periodic recursion m' = A_k m + c_k, S' = A_k S A_k^T + eps I; its estimator
+    averages nbeta E[L_{B_k}(w_k) - L_{B_k}(w*)] = nbeta (g_k.m_k + tr(H_k (S_k + m_k m_k^T))/2) over
+    k = 0..K-1 (the L_{B_k}(w*) average to init_loss = L_n(w*) over whole epochs); averaged here over
+    ``n_perms`` random permutations (mean, standard error). Also the cyclic dynamics with sft's
+    full-batch loss, nbeta tr(H (S_k + m_k m_k^T))/2 averaged over k = 0..K-1 (which part of the
+    difference is the dynamics, which the minibatch loss). Returns (sft, devinterp, its stderr,
+    cyclic with full-batch loss).
+    """
+    A, r = prob["features"], prob["residuals"]
+    n, D = A.shape
+    b, K, eps, nbeta, gamma = cfg["batch"], cfg["steps"], cfg["eps"], cfg["nbeta"], cfg["gamma"]
+    H, I = A.T @ A / n, np.eye(D)
+    T = np.einsum("ni,nj,nk,nl->ijkl", A, A, A, A) / n            # M1 = T : S (contract j, k)
+    Ecc = (eps * nbeta / 2) ** 2 * (n - b) / (b * (n - 1)) * (A * r[:, None] ** 2).T @ A / n
+    S, acc, c1, q = np.zeros((D, D)), 0.0, 1 - eps * gamma / 2, eps * nbeta / 2
+    for _ in range(K):
+        M1 = np.einsum("ijkl,jk->il", T, S)
+        EHSH = M1 / b + (b - 1) / b * (n * n * H @ S @ H - n * M1) / (n * (n - 1))
+        S = c1 ** 2 * S - q * c1 * (H @ S + S @ H) + q ** 2 * EHSH + Ecc + eps * I
+        acc += 0.5 * np.trace(H @ S)
+    sft = nbeta * acc / K
+    rng = np.random.default_rng(seed)
+    perms = np.stack([rng.permutation(n)[: n - n % b] for _ in range(n_perms)])
+    Ab = A[perms].reshape(n_perms, -1, b, D)
+    HB = np.einsum("pbsi,pbsj->pbij", Ab, Ab) / b
+    gB = np.einsum("pbs,pbsi->pbi", r[perms].reshape(n_perms, -1, b), Ab) / b
+    AB, cB = I - eps / 2 * (nbeta * HB + gamma * I), -q * gB
+    m, S, acc, full = np.zeros((n_perms, D)), np.zeros((n_perms, D, D)), np.zeros(n_perms), 0.0
+    for k in range(K):
+        j = k % HB.shape[1]
+        second = S + m[:, :, None] * m[:, None, :]
+        acc += np.einsum("pi,pi->p", gB[:, j], m) + 0.5 * np.einsum("pij,pji->p", HB[:, j], second)
+        full += 0.5 * np.einsum("ij,pji->", H, second) / n_perms
+        m = np.einsum("pij,pj->pi", AB[:, j], m) + cB[:, j]
+        S = AB[:, j] @ S @ AB[:, j].transpose(0, 2, 1) + eps * I
+    dev = nbeta * acc / K
+    return sft, float(dev.mean()), float(dev.std(ddof=1) / math.sqrt(n_perms)), nbeta * full / K
+
+
 def run_sft(prob, cfg):
     """sft.sim.estimate_llc twice with the same key (cold: with compilation; warm), the Laplace value
     quadratic_llc at w* (the Gaussian LLC of the Hessian there, full-batch SGLD at this eps)."""
@@ -262,11 +321,11 @@ def main():
     ap.add_argument("--points", type=int, default=1024, help="n, training samples")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--chains", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--step-ratio", type=float, default=0.5,
                     help="eps = ratio / (nbeta h_max + gamma), h_max the top Hessian eigenvalue at w*")
-    ap.add_argument("--gamma", type=float, nargs=3, default=[1.0, 10.0, 10.0],
+    ap.add_argument("--gamma", type=float, nargs=3, default=[1.0, 1.0, 10.0],
                     help="localization for regular, dln, mlp")
     ap.add_argument("--cases", nargs="+", default=["regular", "dln", "mlp"])
     ap.add_argument("--devinterp-python", default=DEVINTERP_PYTHON)
@@ -302,6 +361,11 @@ def main():
               + ("" if ref is None else f" = {ref:.4g}") + f"; Laplace (quadratic at w*, full-batch SGLD) = {quad:.4g}")
         print(f"  sft       LLC = {est.llc:8.4f} +- {est.stderr:.4f}  (R-hat {est.rhat:.3f}, ESS {est.ess:.0f})  "
               f"wall {warm:6.2f} s warm, {cold:6.2f} s with compile; {steps / warm:9.0f} chain-steps/s")
+        exact = regular_expectations(prob, cfg) if case == "regular" else None
+        if exact:
+            print(f"  exact expectation of each finite-run estimator (regular_expectations): sft {exact[0]:.4f}, "
+                  f"devinterp {exact[1]:.4f} +- {exact[2]:.4f} (its cyclic dynamics with the full-batch loss: "
+                  f"{exact[3]:.4f}); z(sft - exact) = {(est.llc - exact[0]) / est.stderr:+.2f}")
         if not have_devinterp:
             continue
         d = run_devinterp(a.devinterp_python, prob, cfg)
@@ -312,6 +376,8 @@ def main():
         ls = est_loss_star(prob)
         print(f"  devinterp LLC = {d_llc:8.4f} +- {d_se:.4f}  (its llc_std, ddof 0 = {float(d['llc_std']):.4f})"
               f"  wall {float(d['wall']):6.2f} s;       {steps / float(d['wall']):9.0f} chain-steps/s")
+        if exact:
+            print(f"  z(devinterp - exact) = {(d_llc - exact[1]) / math.hypot(d_se, exact[2]):+.2f}")
         print(f"  z(devinterp - sft) = {z:+.2f}; time per step devinterp/sft(warm) = "
               f"{float(d['wall']) / warm:.1f}; nbeta x (L_n(w*) torch - sft) = {nbeta * (float(d['loss_star']) - ls):.1e}, "
               f"nbeta x (devinterp init_loss (float32) - L_n(w*)) = {nbeta * (float(d['init_loss']) - ls):.1e}")
