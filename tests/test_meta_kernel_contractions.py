@@ -83,3 +83,26 @@ def test_bad_input():
         contract_meta_kernel(mk.dntk_f, None, (None,) * 4)
     with pytest.raises(ValueError, match="depth"):
         linear_meta_kernels(x, depth=0, C_W=1.0, C_b=0.0)
+
+
+def test_linear_terms_equal_the_exact_deep_linear_law():
+    """One input, K1 = 1, C_W = 1, C_b = 0: n E[dH f] = L (L+1) (L+2) / 3, the exact law of the deep linear
+    network (derived from the network itself in derivations/meta_kernels.py, dH_f_first_order), and
+    n E[ddHII] = the closed form of the recursion there, for L = 1..10; unequal widths (1, 2, 3) against
+    the exact law's limit."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "derivations" / "meta_kernels.py"
+    spec = importlib.util.spec_from_file_location("derivation_meta_kernels", path)
+    dm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dm)
+    dhf, ddii = dm.linear_recursion_closed_form()
+    L = sorted(dhf.free_symbols, key=str)[0]
+    for depth in range(1, 11):
+        mk = linear_meta_kernels(np.ones((1, 1)), depth=depth, C_W=1.0, C_b=0.0)
+        assert dense_meta_kernel(mk.dntk_f, mk).item() == pytest.approx(depth * (depth + 1) * (depth + 2) / 3,
+                                                                        rel=1e-13)
+        assert dense_meta_kernel(mk.ddntk_II, mk).item() == pytest.approx(float(ddii.subs(L, depth)), rel=1e-13)
+    mk = linear_meta_kernels(np.ones((1, 1)), depth=3, C_W=1.0, C_b=0.0, widths=(10, 20, 30))
+    assert dense_meta_kernel(mk.dntk_f, mk).item() == pytest.approx(float(dm.dH_f_first_order([1, 2, 3])),
+                                                                    rel=1e-13)
