@@ -51,7 +51,7 @@ __all__ = ["batched_gaussian_means", "batched_meta_kernels", "cost_estimate"]
 _FOUR = ("edds", "dsds", "esdd", "tddd", "dddd", "eedd", "ddss", "desd")
 _TWO = ("ss", "dd", "ee", "es", "td")
 _KINDS = "sdet"
-_BLOCK = 2 ** 17  # nodes per compiled call: (block, 7 d^2) and (block, 4 d^2) float64 factors, ~ 200 MiB at d = 4
+_BLOCK = 2 ** 17  # nodes per compiled call (its pair factors: 12 d^2 float64 per node, ~ 200 MiB at d = 4)
 # the 8 four-factor products grouped by their right pair (slots 2, 3): {right: lefts (slots 0, 1)}
 _GROUPS = {"dd": ("es", "td", "dd", "ee"), "ds": ("ed", "ds"), "ss": ("dd",), "sd": ("de",)}
 
