@@ -20,9 +20,12 @@ pattern ("ac,bd" or "ab,cd"). At the readout: dntk_f = Q + Q_acbd (P = 0), ddntk
 Memory O(depth N^2), cost O(depth N^2) per contraction: N = 100 at depth 10 in milliseconds.
 
 Checks (tests/test_meta_kernel_contractions.py): the dense tensors and contractions equal
-:func:`sft.finite.output_meta_kernels` with activation "linear" to 1e-10 (relative) at N <= 4, depths 1-3,
-unequal widths; output_meta_kernels carries the Monte Carlo and exact deep-linear tests
-(tests/test_meta_kernels.py), which this module inherits through that agreement.
+:func:`sft.finite.output_meta_kernels` with activation "linear" to 1e-10 (relative; N = 3 at depth 1, N = 2
+at depth 3 with unequal widths; the residual there is the quadrature error of output_meta_kernels, which
+integrates z numerically); one input against the exact deep-linear law n E[dH f] = L (L+1) (L+2) / 3 of
+derivations/meta_kernels.py to depth 10 and with unequal widths; N = 100 entries against N = 4 runs on
+subsets. output_meta_kernels carries the Monte Carlo tests (tests/test_meta_kernels.py), which this module
+inherits through that agreement.
 """
 from __future__ import annotations
 
