@@ -1,7 +1,10 @@
 """Generated perturbative posterior (sft.predict.nearly_gaussian_posterior): O(1/n) against the hand derivation
-of sft.predict.posterior_correction, O(1/n^2) against exact Bayes for Gaussian scale-mixture priors."""
+of sft.predict.posterior_correction, O(1/n^2) against exact Bayes for Gaussian scale-mixture priors; the
+connected-graph series against the unlinked expansion (linked clusters), the JAX backend against numpy and its
+gradient against central differences, and the bad-input checks (issue 12, items 1 and 6)."""
 import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -203,8 +206,8 @@ def test_bad_input():
         perturbative_posterior(K, y, **dict(first, kappa4=[bad]))
     # under jax.grad (values unknown) the order, the shapes and the indices are still checked
     import jax
-    for pattern, over in [(r"kappa4\[0\] has shape", dict(kappa4=[U[:3, :3, :3, :3], U])), ("kappa6", dict(kappa6=None)),
-                          ("y has shape", dict(y=y[:3])), (r"test = \[9\]", dict(test=[9]))]:
+    for pattern, over in [(r"kappa4\[0\] has shape", dict(kappa4=[U[:3, :3, :3, :3], U])),
+                          ("kappa6", dict(kappa6=None)), ("y has shape", dict(y=y[:3])), (r"test = \[9\]", dict(test=[9]))]:
         args = {**second, "K": K, "y": y, **over}
         with pytest.raises(ValueError, match=pattern):
             jax.grad(lambda s: perturbative_posterior(**dict(args, noise=s, backend="jax")).mean.sum())(0.3)
@@ -307,7 +310,8 @@ def _components(g):
     for comp in comps:
         idx = sorted(comp)
         new = {old: k for k, old in enumerate(idx)}
-        out.append(pp._canonical([g.vertices[i] for i in idx], {(new[i], new[j]): c for i, j, c in g.edges if i in new}))
+        edges = {(new[i], new[j]): c for i, j, c in g.edges if i in new}
+        out.append(pp._canonical([g.vertices[i] for i in idx], edges))
     return out
 
 
@@ -315,7 +319,6 @@ def _unlinked_series(order):
     """Independent route (the generator before the linked-cluster reduction): X = L[exp(sum of vertices)] - 1
     with EVERY graph of a product (connected or not), then log(1 + X) = X - X^2/2 + ... in exact rationals.
     {(j, m): {tuple of graphs: Fraction}} for m = 1, 2, 4."""
-    from fractions import Fraction
     X = {}
     for count in range(1, order + 1):
         for multi in itertools.combinations_with_replacement(list(pp.VERTICES), count):
@@ -333,7 +336,7 @@ def _unlinked_series(order):
                     X[key] = X.get(key, 0) + w * c
     log, power = dict(X), dict(X)
     for k in range(2, order + 1):
-        power = {key: c for key, c in _times(power, X, order).items()}
+        power = _times(power, X, order)
         for key, c in power.items():
             log[key] = log.get(key, 0) + Fraction((-1) ** (k + 1), k) * c
     out = {}
@@ -344,6 +347,7 @@ def _unlinked_series(order):
 
 
 def _times(a, b, order):
+    """Product of two truncated series {(j, m, graphs): Fraction}: eps^j <= order, v^m <= 4."""
     out = {}
     for (j1, m1, g1), c1 in a.items():
         for (j2, m2, g2), c2 in b.items():
