@@ -42,12 +42,12 @@ term; the partials of a two-vertex graph are joined through its K~^{-1} lines al
 pairwise order, searched once per (term list, N, M). The width enters as n^-j on the sum of the eps^j terms,
 never on the big tensors. backend="jax" runs the same program with jax.numpy inside one jax.jit, compiled
 once per (order, four_point, shapes), Cholesky of K~ inside, so jax.grad reaches y, noise, n, K and the
-tensors. Measured by sims/benchmarks/bench_posterior_generator.py (this 2-core machine, shared, load 5-7;
-float64; order 2, M = 2 test points, four-point included) at N = 5 / 10 / 15: numpy program 1.2 / 16 / 29 ms
-(4-10 x faster than one einsum per term); JAX compile 1.3 / 1.4 / 1.9 s, jit(grad) compile 1.7 / 2.4 /
-3.8 s (an earlier per-term jax.numpy.einsum route took 62 s to jit at N = 5); compiled JAX program on
-inputs already in JAX 0.2 / 0.6 / 6 ms. A whole call from numpy inputs costs more: the value checks read
-every tensor (and backend="jax" copies them into JAX).
+tensors. Measured by sims/benchmarks/bench_posterior_generator.py (this 2-core machine, shared, load 5-7,
+so +-2x between runs; float64; order 2, M = 2 test points, four-point included, N = 5 / 10 / 15): numpy
+program 1.3 / 14-16 / 6-29 ms, 4-46 x faster than one einsum per term; JAX compile 1.3-3.4 s, jit(grad)
+compile 1.7-4.2 s (an earlier per-term jax.numpy.einsum route took 62 s to jit at N = 5); compiled JAX
+program on inputs already in JAX 0.2 / 0.4-0.6 / 6 ms. A whole call from numpy inputs costs more: the value
+checks read every tensor (and backend="jax" copies them into JAX).
 
 At O(1/n) the result equals the hand derivation of :mod:`sft.predict.posterior_correction` (to
 1e-10); at O(1/n^2) the residual against exact Bayes falls as n^-3 for Gaussian scale mixtures (gamma s with
@@ -411,9 +411,9 @@ def _sym_tensor(name, T, rank, N):
         raise ValueError(f"{name} has shape {T.shape}: it must be {(N,) * rank}, one axis per point")
     scale = np.max(np.abs(T), initial=0.0)
     # the swap of the first two axes and the cyclic shift generate the symmetric group (2-D / 3-D views: fast)
-    for what, dev in (("the first two axes", lambda: T.reshape(N, N, -1) - T.reshape(N, N, -1).transpose(1, 0, 2)),
-                      ("a cyclic shift of the axes", lambda: T.reshape(N, -1) - T.reshape(-1, N).T)):
-        dev = np.max(np.abs(dev()), initial=0.0)
+    for what, diff in (("the first two axes", lambda: T.reshape(N, N, -1) - T.reshape(N, N, -1).transpose(1, 0, 2)),
+                       ("a cyclic shift of the axes", lambda: T.reshape(N, -1) - T.reshape(-1, N).T)):
+        dev = np.max(np.abs(diff()), initial=0.0)
         if dev > 1e-12 * scale:
             raise ValueError(f"{name} is not symmetric under {what}: max deviation {dev:.3g} > 1e-12 x max |{name}| "
                              f"= {1e-12 * scale:.3g}; cumulant tensors must be fully symmetric")
