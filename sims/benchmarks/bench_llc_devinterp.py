@@ -14,7 +14,8 @@ the minibatch loss L_B(w_k) before each step, minus init_loss = the mean loss ov
 shuffles once and replays that epoch order (``epoch_mode="cycle"``); we set
 ``match_sampling_input_ids_across_chains=False`` so that chains are independent (its default True gives
 every chain the same minibatch sequence, which correlates them and shrinks the between-chain error
-bar). Error bars: between-chain standard error std_c(lambda_c, ddof=1)/sqrt(C) for both (devinterp's
+bar). Then devinterp seeds chain c's shuffle and its SGLD noise with the same integer init_seed + c
+(two generators started from one seed: slt/sampling.py, slt/sampler.py). Error bars: between-chain standard error std_c(lambda_c, ddof=1)/sqrt(C) for both (devinterp's
 own ``llc_std`` is the ddof=0 std of the chains, not an error bar); z = difference / combined error.
 
 Models (sft's parametrization z = sqrt(C_b) beta + sqrt(C_W / n_in) h @ omega, re-implemented in torch;
@@ -26,9 +27,9 @@ the worker checks that its L_n(w*) equals sft's to round-off):
      batching scheme): :func:`regular_expectations` (closed moment recursions). They differ: the
      minibatch loss that devinterp averages is taken on a batch disjoint from the previous n/b - 1
      batches of its replayed epoch, whose gradient steps (the sum over an epoch of the batch
-     gradients at w* is zero) raised the loss on it; this biases devinterp's estimator up by a few
-     percent of lambda here, while its cyclic dynamics alone (full-batch loss) would read lower
-     than sft's fresh batches.
+     gradients at w* is zero) raised the loss on it; this biases devinterp's estimator up (by about
+     1% of lambda with the defaults), while its cyclic dynamics alone (full-batch loss) would read
+     lower than sft's fresh batches (all three values are printed).
  (b) deep linear network (reduced-rank regression): M inputs, H hidden, N outputs, C_W = 1, C_b = 0
      (biases are flat directions), realizable labels of a rank-r teacher w* whose other H - r channels
      are zero (L_n(w*) = 0). Reference: the learning coefficient of Aoyagi & Watanabe (2005),
