@@ -7,9 +7,8 @@ depth 10 costs (seconds, MiB), for linear sigma (exact pair-product terms) and s
    with the quadrature node count per layer (:func:`cost_estimate`) and the node rate.
 2. Linear sigma, N = 100, depth 10: :func:`sft.finite.meta_kernel_contractions.linear_meta_kernels` and three
    contractions (dNTK with two residual vectors, ddNTK II with two, with three); peak traced memory.
-3. Smooth sigma (tanh), depth 10, default (1e-10) nodes: batched_meta_kernels at N = 4 (full run), the
-   per-layer node rate measured there, and the extrapolation t(N) = depth x nodes(N) / rate for N = 8, 16, 32,
-   100; memory of one layer measured at N = 8, 16, 32 with a 2-node rule (the same arrays, negligible
+3. Smooth sigma (tanh), default (1e-10) nodes: batched_meta_kernels at N = 4 (depth 10) and N = 6 (depth 2),
+   the node rate measured there, and the extrapolation t(N) = depth x nodes(N) / rate for N = 8, 16, 32, 100; memory of one layer measured at N = 8, 16, 32 with a 2-node rule (the same arrays, negligible
    quadrature), extrapolated to N = 100 by N^4.
 Memory: tracemalloc peak of numpy allocations (jax buffers of one node block, ~0.2 GiB, not included).
 The load average is printed: on a shared 2-core machine every time scales with it.
@@ -110,6 +109,12 @@ def main():
     _, t4, m4 = traced(lambda: batched_meta_kernels(x4, depth=a.depth, activation="tanh", C_W=1.2, C_b=0.1))
     rate = a.depth * cost_estimate(4)[1] / t4
     print(f"  N = 4: {t4:.1f} s, {m4:.1f} MiB (numpy peak); {rate / 1e6:.2f} M nodes/s", flush=True)
+    x6 = _inputs(6)
+    _, t6, m6 = traced(lambda: batched_meta_kernels(x6, depth=2, activation="tanh", C_W=1.2, C_b=0.1))
+    nodes6 = 2 * cost_estimate(6)[1]
+    print(f"  N = 6, depth 2: {t6:.1f} s ({nodes6 / rate:.1f} s predicted from the N = 4 rate), {m6:.1f} MiB; "
+          f"{nodes6 / t6 / 1e6:.2f} M nodes/s (used below)", flush=True)
+    rate = nodes6 / t6
     tiny = {1: 2, 2: 2, 3: 1, 4: 1}
     mem = {}
     for N in (8, 16, 32):
@@ -121,8 +126,8 @@ def main():
         subsets, nodes = cost_estimate(N)
         m = mem.get(N, mem[32] * (N / 32) ** 4)
         print(f"  N = {N:3d}: {subsets:.3g} subsets, {nodes:.3g} nodes per layer -> {a.depth * nodes / rate:.3g} s "
-              f"= {a.depth * nodes / rate / 3600:.3g} h at the measured rate; memory "
-              f"{'measured' if N in mem else 'extrapolated'} {m:.0f} MiB")
+              f"= {a.depth * nodes / rate / 3600:.3g} h at the N = 6 rate; memory: tensors "
+              f"{'measured' if N in mem else 'extrapolated'} {m:.0f} MiB + node buffers ~{m4:.0f} MiB")
     print(f"load average at the end {os.getloadavg()}")
 
 
