@@ -9,8 +9,8 @@ derivations/out/nearly_gaussian_posterior.md.
    four-point function; j the order in 1/n) the number of terms, each term's rational coefficient
    (the symmetry factor of its contraction graphs, signs included) and graphs, and the LaTeX of
    :func:`sft.predict.posterior_series_latex`; and the count left after splitting each graph into connected
-   components and merging (:func:`connected_series`: the generator lists disconnected graphs and the products
-   of their components separately, and they cancel exactly).
+   components and merging (:func:`connected_series`). The generator emits connected graphs only (linked-cluster
+   theorem), so the two counts are equal: the check is that no generated term splits or cancels.
 2. Independent derivation (P = M = 1, outputs (u, v) = (f_train, f_test)). The prior density with
    cumulants kappa_2 = K + dK1/n + dK2/n^2, kappa_4 = U1/n + U2/n^2, kappa_6 = S/n^2 (odd ones zero) is
    the Edgeworth series p = exp(D) phi_K, D = (1/2) dK[d^2] + (1/4!) kappa_4[d^4] + (1/6!) kappa_6[d^6]
@@ -74,9 +74,10 @@ def _components(g):
 
 def connected_series(order=2):
     """{(j, m): {sorted tuple of connected graphs: coefficient}}: the generated terms with every graph split
-    into its connected components and equal products merged (zero sums dropped). The generator keeps a
-    disconnected graph of L[exp X] and the product of its components from the log expansion as separate
-    terms; they cancel exactly here (the linked-cluster theorem)."""
+    into its connected components and equal products merged (zero sums dropped). The generator emits only
+    connected graphs (linked-cluster theorem: log L[exp X] is the sum of the connected graphs of L[exp X]), so
+    this leaves the series unchanged; tests/test_nearly_gaussian_posterior.py rebuilds the unlinked expansion
+    with its log and checks the cancellation itself."""
     out = {}
     for key, terms in posterior_series(order).items():
         acc = {}
@@ -199,8 +200,8 @@ def markdown():
              "(i, j, number of K~^-1 lines between vertices i and j); a term is coefficient x product of graphs.", "",
              "## Term counts", "",
              "Generated terms, and the terms left when every graph is split into its connected components and "
-             "equal products are merged (the disconnected graphs cancel exactly against products from the "
-             "log expansion: linked-cluster theorem):", "",
+             "equal products are merged (equal: the generator emits connected graphs only, by the "
+             "linked-cluster theorem):", "",
              "| part | order 1/n^j | terms | connected terms |", "|---|---|---|---|"]
     names = {1: "mean c_1", 2: "covariance c_2", 4: "four-point c_4"}
     conn = connected_series()
