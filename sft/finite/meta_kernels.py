@@ -395,6 +395,20 @@ class OutputMetaKernels(NamedTuple):
     widths: tuple | None
 
 
+def _network_setup(x, depth, activation, C_W, C_b, widths):
+    """Checked arguments, width ratios and the O(1/n) NTK statistics (ntk_fluctuations_multi) at N <= 4."""
+    act = get_activation(activation)
+    depth = check_depth(depth)
+    cw, cb = layer_constants(depth, C_W, C_b)
+    r = fw.width_ratios(widths, depth)
+    x = check_array("x", x, ndim=2)
+    if not 1 <= x.shape[0] <= 4:
+        raise ValueError(f"x with shape {x.shape} is not allowed: give (N, n_0) with 1 <= N <= 4 inputs "
+                         "(four-point Gaussian quadrature)")
+    nf = ntk_fluctuations_multi(x, depth=depth, activation=act, C_W=cw, C_b=cb, widths=widths)
+    return act, depth, cw, cb, r, nf, x.shape[0]
+
+
 def output_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None) -> OutputMetaKernels:
     """NTK, dNTK and ddNTK statistics of the output at O(1/n) for inputs x (N, n_0), N <= 4 (module docstring).
 
@@ -410,16 +424,7 @@ def output_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None) -> Outpu
     2.0
     """
     require_x64("sft.finite.output_meta_kernels")
-    act = get_activation(activation)
-    depth = check_depth(depth)
-    cw, cb = layer_constants(depth, C_W, C_b)
-    r = fw.width_ratios(widths, depth)
-    x = check_array("x", x, ndim=2)
-    if not 1 <= x.shape[0] <= 4:
-        raise ValueError(f"x with shape {x.shape} is not allowed: give (N, n_0) with 1 <= N <= 4 inputs "
-                         "(four-point Gaussian quadrature)")
-    nf = ntk_fluctuations_multi(x, depth=depth, activation=act, C_W=cw, C_b=cb, widths=widths)
-    N = x.shape[0]
+    act, depth, cw, cb, r, nf, N = _network_setup(x, depth, activation, C_W, C_b, widths)
     z4 = np.zeros((N,) * 4)
     state = (z4,) * 6
     for l in range(depth):
@@ -564,15 +569,7 @@ def layer_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None) -> LayerM
     if act.slopes is not None and act.slopes[0] != act.slopes[1]:
         raise ValueError(f"activation={activation!r} is not allowed: layer_meta_kernels needs a smooth sigma "
                          "(for kinked sigma the ddNTK diverges at coinciding inputs; see output_meta_kernels)")
-    depth = check_depth(depth)
-    cw, cb = layer_constants(depth, C_W, C_b)
-    r = fw.width_ratios(widths, depth)
-    x = check_array("x", x, ndim=2)
-    if not 1 <= x.shape[0] <= 4:
-        raise ValueError(f"x with shape {x.shape} is not allowed: give (N, n_0) with 1 <= N <= 4 inputs "
-                         "(four-point Gaussian quadrature)")
-    nf = ntk_fluctuations_multi(x, depth=depth, activation=act, C_W=cw, C_b=cb, widths=widths)
-    N = x.shape[0]
+    act, depth, cw, cb, r, nf, N = _network_setup(x, depth, act, C_W, C_b, widths)
     z2, z4 = np.zeros((N, N)), np.zeros((N,) * 4)
     full = (z4,) * 6
     flavs = [(nf.K[0] if m == 0 else z2, z4, z4) + (z4,) * 11 for m in range(depth + 1)]
