@@ -1,0 +1,210 @@
+r"""Kinked activations under gradient descent: the O(n^{-1/2}) mean NTK change from self-crossings.
+
+For a kinked activation (ReLU, leaky ReLU, abs: sigma' jumps at z = 0) the O(1/n) trained-ensemble theory
+of :mod:`sft.predict.trained_ensemble` does not apply (its ddNTK contains delta(z)^2 and is +inf at
+coinciding inputs). The leading finite-width change of the NTK is larger, O(n^{-1/2}), and comes from
+neurons whose training preactivation crosses the kink while it is pushed by its own gradient. Derived
+here (lead's analysis, issue 13, checked against trained ensembles in tests/test_kink_crossing.py).
+
+Network and training (one hidden layer, :mod:`sft.conventions`, trained as :func:`sft.sim.train_ensemble`):
+
+    z_{i;a} = sqrt(C_b1) beta_i + sqrt(C_W1 / n0) omega_i . x_a,     i = 1..n,
+    f_a     = sqrt(C_b2) beta_0 + sqrt(C_W2 / n) sum_i v_i sigma(z_{i;a}),
+    L = 1/2 sum_{a in train} r_a^2,  r = f(X) - y,   theta <- theta - eta grad L,
+    Theta_ab = C_b2 + (C_W2/n) sum_i sigma_{i;a} sigma_{i;b} + (C_W2/n) sum_i v_i^2 sigma'_{i;a} sigma'_{i;b} K1_ab,
+
+K1_ab = C_b1 + C_W1 x_a.x_b / n0. sigma is scale-invariant with slopes s+ (z > 0) and s- (z < 0),
+s+ != s- (relu: 1, 0; leaky_relu(alpha): 1, alpha; abs: 1, -1).
+
+Derivation. One GD step moves the preactivations (linear in (omega, beta)) by
+
+    Delta z_{i;a} = -(eta sqrt(C_W2) / sqrt(n)) v_i sum_{b in train} sigma'(z_{i;b}) K1_ab r_b,
+
+O(n^{-1/2}); v_i moves by O(n^{-1/2}) with a mean of v_i Delta v_i that is O(1/n). The hidden-layer NTK
+changes at O(n^{-1/2}) only through sigma'(z_{i;a}) jumping, i.e. through neurons with z_{i;a} within
+O(n^{-1/2}) of the kink: probability O(n^{-1/2}), change O(1). (The readout term (C_W2/n) sum sigma sigma
+changes by E[sigma' Delta z sigma] = O(1/n): Delta z is odd in v_i; for a smooth sigma the same parity
+makes the whole NTK change O(1/n).) In u = sqrt(n) z_{i;a} near 0, with everything else frozen at its
+initial value to leading order (v_i, the signs sigma'_{i;b} of the other inputs, which are away from
+their kinks with probability 1 - O(n^{-1/2}), and the infinite-width residual r(s) = (1 - eta Theta)^s
+(f0 - y) with f0 ~ N(0, K) the GP draw at initialization, independent of neuron i at leading order):
+
+    u_{s+1} = u_s + v (delta_s + gamma_s sigma'(u_s)),                                          (1)
+    delta_s = -eta sqrt(C_W2) sum_{b in train, b != a} sigma'_b K1_ab r_b(s),
+    gamma_s = -eta sqrt(C_W2) K1_aa r_a(s)                    (the SELF term: it jumps with u).
+
+If gamma = 0 the change of theta(u) integrates to the total shift v sum_s delta_s, odd in v: no O(n^{-1/2})
+term (test inputs, whose preactivations have no self term, never contribute one). With the self term the
+crossing measure is not odd. (1) is a piecewise translation; u = |v| w scales v out, so with
+J_+- = int dw [theta(w_k(w)) - theta(w)] for the map w <- w +- (delta_s + gamma_s sigma'(w)) and
+E[v^2 |v| 1(v > 0)] = sqrt(2/pi):
+
+    E[v^2 (theta(z_k) - theta(z_0)) g(z_{-a}) | z_{-a}, r] = p_a(0) n^{-1/2} sqrt(2/pi) (J_+ + J_-) g + o(n^{-1/2}),
+
+p_a(0) = 1 / sqrt(2 pi K1_aa) the density of z_a at 0. Since sigma'(u) = s- + (s+ - s-) theta(u), and
+two preactivations of one neuron are near the kink together only with probability O(1/n),
+
+    sqrt(n) E[Theta_k - Theta_0]_ab -> C_W2 K1_ab [c_{a->b} + c_{b->a}],          a != b,
+    sqrt(n) E[Theta_k - Theta_0]_aa -> C_W2 K1_aa (s+^2 - s-^2) p_a(0) E[sqrt(2/pi)(J_+ + J_-) | z_a = 0],
+    c_{a->b} = (s+ - s-) p_a(0) E[sigma'_b sqrt(2/pi) (J_+ + J_-) | z_a = 0]   (a in train; 0 for a a test input),
+
+the expectation over z_{-a} ~ N(0, K1 | z_a = 0) (all other inputs, train and test) and over f0 ~ N(0, K)
+(the readout NNGP on the training inputs), jointly, since delta, gamma depend on both.
+For k = 1, J_+ + J_- = |delta + gamma s-| - |delta + gamma s+| (closed form; lead's analysis).
+
+Numerics. Monte Carlo over (f0, z_{-a}) (``n_samples`` draws, float64, numpy Generator from ``seed``;
+the same seed gives the same result), J_+- on a midpoint grid of ``n_grid`` points in w over [-R, R],
+R = sum_s |delta_s| + |gamma_s| max(|s+|, |s-|) (no trajectory from outside reaches 0); J is the integral of
+a step function with a few jumps, so the grid error per sample is at most (number of jumps) x R / n_grid
+and averages towards zero over samples. ``stderr`` is the Monte Carlo standard error (grid error not
+included; halve n_grid's spacing to see it).
+
+Scope: one hidden layer; GD with a constant step (any number of steps; chattering across the kink
+included). Not derived here: the induced O(n^{-1/2}) correction of the trained mean output (the kink also
+enters f directly through the convexity remainder sigma(z + dz) - sigma(z) - sigma'(z) dz), and deeper
+networks.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ..conventions import check_int, check_real, layer_constants, psd_eigh
+
+__all__ = ["KinkNTKChange", "kink_ntk_change", "crossing_integral"]
+
+
+class KinkNTKChange(NamedTuple):
+    """Result of :func:`kink_ntk_change` (N = P + M inputs, training inputs first).
+
+    coefficient: (N, N), sqrt(n) E[Theta_k - Theta_0] at n -> inf (test-test block 0 at this order).
+    stderr: (N, N), its Monte Carlo standard error.
+    n_samples, n_grid: the Monte Carlo size and the grid in w used.
+    """
+
+    coefficient: np.ndarray
+    stderr: np.ndarray
+    n_samples: int
+    n_grid: int
+
+
+def _inputs(x_train, y_train, x_test):
+    xt = np.asarray(x_train, dtype=np.float64)
+    if xt.ndim != 2 or xt.shape[0] < 1 or not np.all(np.isfinite(xt)):
+        raise ValueError(f"x_train has shape {xt.shape}: it must be a finite (P, n0) array with P >= 1")
+    y = np.asarray(y_train, dtype=np.float64)
+    if y.shape != (xt.shape[0],) or not np.all(np.isfinite(y)):
+        raise ValueError(f"y_train has shape {y.shape}: it must be finite with shape ({xt.shape[0]},)")
+    xs = np.zeros((0, xt.shape[1])) if x_test is None else np.asarray(x_test, dtype=np.float64)
+    if xs.ndim != 2 or xs.shape[1] != xt.shape[1] or not np.all(np.isfinite(xs)):
+        raise ValueError(f"x_test has shape {xs.shape}: it must be a finite (M, {xt.shape[1]}) array or None")
+    return np.concatenate([xt, xs]), y
+
+
+def _slopes(activation):
+    from ..kernels.activations import get_activation  # noqa: PLC0415
+
+    act = get_activation(activation)
+    if act.slopes is None or abs(act.slopes[0] - act.slopes[1]) <= 1e-12 * max(map(abs, act.slopes)):
+        raise ValueError(f"activation={activation!r} is not allowed: it must be kinked and scale-invariant "
+                         "(relu, leaky_relu, abs, scale_invariant with a_plus != a_minus); for smooth "
+                         "activations the NTK change is O(1/n): use sft.predict.ntk_change_gd")
+    return act, act.slopes
+
+
+def crossing_integral(delta, gamma, slopes, n_grid):
+    """J = int dw [theta(w_k(w)) - theta(w)] for the map w <- w + delta_s + gamma_s sigma'(w), s = 0..k-1.
+
+    delta, gamma: (S, k); sigma'(w) = slopes[0] (w > 0) or slopes[1] (w <= 0). Midpoint grid of ``n_grid``
+    points on [-R, R], R = sum_s |delta_s| + |gamma_s| max|slopes| per row. Returns (S,).
+
+    Grid error: at most h/2 per jump of the integrand, h = 2R / n_grid.
+
+    >>> d, g = np.array([[0.3]]), np.array([[-1.0]])       # one step: J = (d + g s-)_+ - (-d - g s+)_+
+    >>> J = crossing_integral(d, g, (1.0, 0.0), 1000)[0]   # exact: 0.3 - 0.7 = -0.4; two jumps, h = 0.0026
+    >>> bool(abs(J + 0.4) <= 0.0026)
+    True
+    """
+    sp, sm = slopes
+    R = np.sum(np.abs(delta) + np.abs(gamma) * max(abs(sp), abs(sm)), axis=1)
+    h = 2 * R / n_grid
+    w0 = -R[:, None] + h[:, None] * (np.arange(n_grid) + 0.5)
+    w = w0.copy()
+    for s in range(delta.shape[1]):
+        w += delta[:, s, None] + gamma[:, s, None] * np.where(w > 0, sp, sm)
+    return h * (np.count_nonzero(w > 0, axis=1) - np.count_nonzero(w0 > 0, axis=1))
+
+
+def kink_ntk_change(x_train, y_train, x_test=None, *, activation="relu", C_W, C_b, learning_rate, n_steps,
+                    n_samples=20000, n_grid=512, seed=0) -> KinkNTKChange:
+    """sqrt(n) E[Theta_k - Theta_0] at n -> inf after ``n_steps`` = k GD steps, one hidden layer, kinked sigma.
+
+    E_n[Theta_k - Theta_0]_ab = coefficient_ab / sqrt(n) + O(1/n) (module docstring: derivation, source,
+    conventions). x_train (P, n0), y_train (P,), x_test (M, n0) or None; C_W, C_b scalars or (hidden,
+    readout) pairs; learning_rate eta as :func:`sft.sim.train_ensemble` (L = 1/2 sum r^2, no 1/P).
+    Monte Carlo over (f0, z_{-a}) with ``n_samples`` draws (float64, ``seed``), crossing integrals on
+    ``n_grid`` points. Returns :class:`KinkNTKChange` with (N, N) arrays, N = P + M.
+
+    >>> x = np.array([[1.0, 0.0], [0.6, 0.8]])
+    >>> r = kink_ntk_change(x, np.array([0.5, -0.5]), activation="relu", C_W=2.0, C_b=0.1,
+    ...                     learning_rate=0.5, n_steps=3, n_samples=4000, seed=0)
+    >>> r.coefficient.shape, bool(np.all(np.abs(r.coefficient[0, 0]) > 5 * r.stderr[0, 0]))
+    ((2, 2), True)
+    """
+    from ..kernels.recursion import nngp_and_ntk  # noqa: PLC0415
+
+    x, y = _inputs(x_train, y_train, x_test)
+    act, (sp, sm) = _slopes(activation)
+    cw, cb = layer_constants(1, C_W, C_b)
+    eta = check_real("learning_rate", learning_rate, minimum=0, strict=True)
+    k = check_int("n_steps", n_steps, 1)
+    S = check_int("n_samples", n_samples, 2)
+    G = check_int("n_grid", n_grid, 2)
+    rng = np.random.default_rng(check_int("seed", seed, 0))
+    N, P = x.shape[0], y.shape[0]
+    K1 = cb[0] + cw[0] * (x @ x.T) / x.shape[1]
+    if np.min(np.diag(K1)) <= 0:
+        raise ValueError("an input has zero first-layer variance K1_aa = C_b1 + C_W1 |x_a|^2 / n0 = 0: its "
+                         "preactivation sits on the kink; give nonzero inputs or C_b > 0")
+    K, Theta = nngp_and_ntk(x[:P], depth=1, activation=act, C_W=cw, C_b=cb)
+    lam = psd_eigh("Theta_XX", Theta, vectors=False)
+    if eta * lam[-1] >= 2:
+        raise ValueError(f"learning_rate={learning_rate!r} is not allowed: GD diverges at infinite width for "
+                         f"eta >= 2 / lambda_max(Theta_XX) = {2 / lam[-1]:.6g}")
+    lk, Vk = psd_eigh("K_XX", K)
+    r = [(rng.standard_normal((S, P)) * np.sqrt(lk)) @ Vk.T - y]      # r(0) = f0 - y, f0 ~ N(0, K_XX)
+    step = np.eye(P) - eta * Theta
+    for _ in range(k - 1):
+        r.append(r[-1] @ step.T)
+    r = np.stack(r, axis=1)                                            # (S, k, P)
+    c = np.zeros((S, N, N))
+    chunk = max(1, 2 ** 22 // G)
+    for a in range(P):
+        o = np.array([b for b in range(N) if b != a], dtype=int)
+        cond = K1[np.ix_(o, o)] - np.outer(K1[o, a], K1[a, o]) / K1[a, a]
+        rel = np.diag(cond) / np.diag(K1)[o]
+        if o.size and np.min(rel) <= 1e-10:
+            b = int(o[np.argmin(rel)])
+            raise ValueError(f"inputs {a} and {b} have perfectly correlated first-layer preactivations "
+                             "(one is a positive or negative multiple of the other in (x, sqrt(C_b1 n0 / C_W1))): "
+                             "they cross the kink together, which this leading-order theory excludes")
+        lc, Vc = psd_eigh("K1 | z_a = 0", cond) if o.size else (np.zeros(0), np.zeros((0, 0)))
+        d_other = np.where((rng.standard_normal((S, o.size)) * np.sqrt(lc)) @ Vc.T > 0, sp, sm)
+        dprime = np.zeros((S, N))                                              # sigma'_b, b != a
+        dprime[:, o] = d_other
+        others = [b for b in range(P) if b != a]
+        delta = -eta * math.sqrt(cw[1]) * np.einsum("mb,msb->ms", dprime[:, others] * K1[a, others],
+                                                    r[:, :, others])
+        gamma = -eta * math.sqrt(cw[1]) * K1[a, a] * r[:, :, a]
+        J = np.concatenate([crossing_integral(delta[i:i + chunk], gamma[i:i + chunk], (sp, sm), G)
+                            + crossing_integral(-delta[i:i + chunk], -gamma[i:i + chunk], (sp, sm), G)
+                            for i in range(0, S, chunk)])
+        cross = math.sqrt(2 / math.pi) * J / math.sqrt(2 * math.pi * K1[a, a])     # (S,)
+        jump = (sp - sm) * dprime * cross[:, None]          # a's crossing, sigma'_a sigma'_b with b != a
+        c[:, a, :] += jump
+        c[:, :, a] += jump
+        c[:, a, a] += (sp ** 2 - sm ** 2) * cross           # sigma'_a^2
+    c *= cw[1] * K1
+    return KinkNTKChange(c.mean(0), c.std(0, ddof=1) / math.sqrt(S), S, G)
