@@ -1,0 +1,214 @@
+"""The O(n^{-1/2}) NTK change of kinked-activation networks under GD (sft.predict.kink_crossing).
+
+Checks: (a) relu trained ensembles (one hidden layer, float64, widths 256..2048, numpy GD in
+preactivation space, equal to sft.sim.train_ensemble's GD: test_gd_loop_equals_train_ensemble), fit
+sqrt(n) E[Theta_k - Theta_0] = a + b / sqrt(n), a against the theory, |z| < Z_MAX; (b) tanh: the same a is
+consistent with 0 (and relu's is not); (c) k = 1 against an independent closed form (Gaussian E|A| - E|B|
+and exact orthant probabilities), and the grid crossing integral against exact enumeration of sign
+sequences.
+"""
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from sft.conventions import Z_MAX
+from sft.kernels import nngp_and_ntk
+from sft.predict import crossing_integral, kink_ntk_change
+
+X = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.6, 0.8], [0.5, 0.5, 0.7071]])  # 3 train, 1 test
+Y = np.array([0.8, -0.5, 0.3])
+CW, CB, ETA, K_STEPS = 2.0, 0.1, 0.5, 4
+ENTRIES = [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2), (3, 0), (3, 1), (3, 2)]
+
+
+def _kernel1(x):
+    return CB + CW * (x @ x.T) / x.shape[1]
+
+
+def _gd_ntk(z, v, b2, *, x, y, activation, n_steps):
+    """Full-batch GD (L = 1/2 |f(X) - y|^2, step ETA) of S one-hidden-layer networks, tracked exactly in
+    preactivation space (z is linear in (omega, beta): one step moves z_a by -ETA sum_b K1_ab dL/dz_b).
+    z (S, N, n) on all N inputs (training first), v (S, n) readout weights, b2 (S,) readout bias.
+    Returns the NTKs (S, N, N) before and after."""
+    P, n = y.shape[0], z.shape[-1]
+    K1 = _kernel1(x)
+    sig, dsig = ((lambda u: np.maximum(u, 0.0), lambda u: (u > 0) * 1.0) if activation == "relu"
+                 else (np.tanh, lambda u: 1.0 / np.cosh(u) ** 2))
+    cn = math.sqrt(CW / n)
+
+    def ntk(z, v):
+        s, g = sig(z), dsig(z) * v[:, None, :]
+        return CB + (CW / n) * (s @ s.transpose(0, 2, 1) + (g @ g.transpose(0, 2, 1)) * K1)
+
+    theta0 = ntk(z, v)
+    for _ in range(n_steps):
+        s = sig(z[:, :P])
+        r = math.sqrt(CB) * b2[:, None] + cn * np.einsum("sai,si->sa", s, v) - y
+        dz = cn * v[:, None, :] * dsig(z[:, :P]) * r[:, :, None]          # dL/dz_{i;b}, (S, P, n)
+        z = z - ETA * np.einsum("ab,sbi->sai", K1[:, :P], dz)
+        v, b2 = v - ETA * cn * np.einsum("sai,sa->si", s, r), b2 - ETA * math.sqrt(CB) * r.sum(1)
+    return theta0, ntk(z, v)
+
+
+def _measured_intercepts(activation, widths, n_networks, seed):
+    """Weighted fit of sqrt(n) E[Theta_k - Theta_0] = a + b / sqrt(n) over the widths: (a, sigma_a) (N, N)."""
+    rng = np.random.default_rng(seed)
+    L = np.linalg.cholesky(_kernel1(X))
+    means, errs = [], []
+    for n in widths:
+        z = np.einsum("ab,sbi->sai", L, rng.standard_normal((n_networks, X.shape[0], n)))
+        t0, t1 = _gd_ntk(z, rng.standard_normal((n_networks, n)), rng.standard_normal(n_networks), x=X, y=Y,
+                         activation=activation, n_steps=K_STEPS)
+        d = math.sqrt(n) * (t1 - t0)
+        means.append(d.mean(0))
+        errs.append(d.std(0, ddof=1) / math.sqrt(n_networks))
+    means, errs = np.array(means), np.array(errs)
+    A = np.stack([np.ones(len(widths)), 1 / np.sqrt(widths)], 1)
+    a, sa = np.zeros(means.shape[1:]), np.zeros(means.shape[1:])
+    for i, j in ENTRIES:
+        w = 1 / errs[:, i, j]
+        coef, *_ = np.linalg.lstsq(A * w[:, None], means[:, i, j] * w, rcond=None)  # QR/SVD, whitened
+        cov = np.linalg.pinv((A * w[:, None]).T @ (A * w[:, None]), hermitian=True)
+        a[i, j], sa[i, j] = coef[0], math.sqrt(cov[0, 0])
+    return a, sa
+
+
+@pytest.fixture(scope="module")
+def relu_fit():
+    return _measured_intercepts("relu", np.array([256, 512, 1024, 2048]), 1000, seed=11)
+
+
+def test_relu_ensemble_matches_theory(relu_fit):
+    a, sa = relu_fit
+    th = kink_ntk_change(X[:3], Y, X[3:], activation="relu", C_W=CW, C_b=CB, learning_rate=ETA,
+                         n_steps=K_STEPS, n_samples=20000, seed=3)
+    for i, j in ENTRIES:
+        z = (a[i, j] - th.coefficient[i, j]) / math.hypot(sa[i, j], th.stderr[i, j])
+        assert abs(z) < Z_MAX, (f"relu sqrt(n) E[dTheta_{i}{j}]: measured intercept {a[i, j]:.4f} +- {sa[i, j]:.4f}, "
+                                f"theory {th.coefficient[i, j]:.4f} +- {th.stderr[i, j]:.4f}, z = {z:.2f}")
+    # the effect is resolved: the O(1/n) theory (intercept 0) is excluded on the diagonal
+    assert np.all(np.abs(np.diag(a)[:3]) > Z_MAX * np.diag(sa)[:3]), (np.diag(a), np.diag(sa))
+
+
+def test_tanh_intercept_is_zero():
+    a, sa = _measured_intercepts("tanh", np.array([256, 512, 1024, 2048]), 1000, seed=12)
+    for i, j in ENTRIES:
+        assert abs(a[i, j]) < Z_MAX * sa[i, j], (f"tanh sqrt(n) E[dTheta_{i}{j}] intercept {a[i, j]:.4f} +- "
+                                                 f"{sa[i, j]:.4f} is not consistent with 0")
+
+
+def test_gd_loop_equals_train_ensemble():
+    """The preactivation-space GD of this file is sft.sim.train_ensemble's GD (same networks, 1e-10)."""
+    import jax
+
+    from sft.sim import init_params, train_ensemble
+    n, S = 16, 2
+    run = train_ensemble(jax.random.key(5), X[:3], Y, X[3:], n_ensemble=S, widths=[n], activation="relu",
+                         C_W=CW, C_b=CB, learning_rate=ETA, n_steps=K_STEPS, record_every=K_STEPS,
+                         record_ntk=True)
+    (om1, be1), (om2, be2) = init_params(jax.random.key(5), n_ensemble=S, in_dim=3, widths=[n])
+    z = math.sqrt(CB) * np.asarray(be1)[:, None, :] + math.sqrt(CW / 3) * np.einsum("ad,sdi->sai", X, om1)
+    t0, t1 = _gd_ntk(z, np.asarray(om2)[:, :, 0], np.asarray(be2)[:, 0], x=X, y=Y, activation="relu",
+                     n_steps=K_STEPS)
+    ref = np.asarray(run.ntk)
+    scale = np.max(np.abs(ref))
+    assert np.max(np.abs(t0[:, :3, :3] - ref[:, 0])) < 1e-10 * scale
+    assert np.max(np.abs(t1[:, :3, :3] - ref[:, -1])) < 1e-10 * scale, np.max(np.abs(t1[:, :3, :3] - ref[:, -1]))
+
+
+def _abs_gauss(mu, s):
+    """E|N(mu, s^2)| (s = None: the point mass at mu)."""
+    if s is None:
+        return abs(mu)
+    return s * math.sqrt(2 / math.pi) * np.exp(-mu ** 2 / (2 * s ** 2)) + mu * erf(mu / (s * math.sqrt(2)))
+
+
+def _one_step_closed_form(x, y, slopes, eta):
+    """k = 1, P = 2 training inputs + 1 test input: sqrt(n) E[Theta_1 - Theta_0], no Monte Carlo.
+    Per crossing input a and sign pattern of the other two preactivations given z_a = 0 (orthant
+    probabilities 1/4 +- arcsin(rho)/(2 pi)): E_v[v^2 J] = sqrt(2/pi) (E|A| - E|B|), A, B = -eta sqrt(C_W)
+    w.r Gaussian in r = f0 - y ~ N(-y, K), w_b = sigma'_b K1_ab (b != a), w_a = s-|s+ K1_aa."""
+    sp, sm = slopes
+    act = "relu" if slopes == (1.0, 0.0) else ("abs" if slopes == (1.0, -1.0) else None)
+    K1 = _kernel1(x)
+    K, _ = nngp_and_ntk(x[:2], depth=1, activation=act, C_W=CW, C_b=CB)
+    out = np.zeros((3, 3))
+    for a in range(2):
+        o = [b for b in range(3) if b != a]
+        C = K1[np.ix_(o, o)] - np.outer(K1[o, a], K1[a, o]) / K1[a, a]
+        rho = C[0, 1] / math.sqrt(C[0, 0] * C[1, 1])
+        for signs in itertools.product((1, -1), repeat=2):
+            prob = 0.25 + signs[0] * signs[1] * math.asin(rho) / (2 * math.pi)
+            dp = {b: (sp if s > 0 else sm) for b, s in zip(o, signs)}
+            val = 0.0
+            for self_slope, sgn in ((sm, 1), (sp, -1)):
+                w = np.zeros(2)
+                w[a] = self_slope * K1[a, a]
+                w[1 - a] = dp[1 - a] * K1[a, 1 - a]
+                w *= -eta * math.sqrt(CW)
+                val += sgn * _abs_gauss(-w @ y, math.sqrt(w @ K @ w) if np.any(w) else None)
+            val *= math.sqrt(2 / math.pi) * prob / math.sqrt(2 * math.pi * K1[a, a])
+            out[a, a] += (sp ** 2 - sm ** 2) * val
+            for b in o:
+                out[a, b] += (sp - sm) * dp[b] * val
+                out[b, a] += (sp - sm) * dp[b] * val
+    return CW * K1 * out
+
+
+@pytest.mark.parametrize("activation, slopes", [("relu", (1.0, 0.0)), ("abs", (1.0, -1.0))])
+def test_one_step_closed_form(activation, slopes):
+    x, y = X[[0, 1, 3]], Y[:2]
+    ref = _one_step_closed_form(x, y, slopes, 0.4)
+    th = kink_ntk_change(x[:2], y, x[2:], activation=activation, C_W=CW, C_b=CB, learning_rate=0.4, n_steps=1,
+                         n_samples=40000, seed=4)
+    pairs = [(0, 1), (2, 0), (2, 1)] + ([(0, 0), (1, 1)] if activation == "relu" else [])  # abs: sigma'^2 = 1
+    for i, j in pairs:
+        z = (th.coefficient[i, j] - ref[i, j]) / th.stderr[i, j]
+        assert abs(z) < Z_MAX, (i, j, th.coefficient[i, j], ref[i, j], th.stderr[i, j])
+        assert abs(ref[i, j]) > 5 * th.stderr[i, j]                     # a nonzero closed form is tested
+
+
+def _crossing_exact(delta, gamma, slopes):
+    """int dw [theta(w_k) - theta(w)] by enumerating the 2^k sign sequences of the trajectory (each one is
+    followed on an interval of w, where the map is a translation)."""
+    k = delta.shape[0]
+    R = np.sum(np.abs(delta) + np.abs(gamma) * max(map(abs, slopes)))
+    total = 0.0
+    for seq in itertools.product((1, 0), repeat=k):
+        lo, hi, off = -R, R, 0.0
+        for s, up in enumerate(seq):                      # w + off > 0 iff up
+            lo, hi = (max(lo, -off), hi) if up else (lo, min(hi, -off))
+            off += delta[s] + gamma[s] * slopes[0 if up else 1]
+        if hi > lo:
+            total += max(0.0, hi - max(lo, -off)) - max(0.0, hi - max(lo, 0.0))
+    return total
+
+
+def test_crossing_integral_exact_enumeration():
+    rng = np.random.default_rng(0)
+    d, g = rng.normal(size=(200, 3)), 2 * rng.normal(size=(200, 3))
+    for slopes in ((1.0, 0.0), (1.0, 0.2), (1.0, -1.0)):
+        grid = crossing_integral(d, g, slopes, 4096)
+        exact = np.array([_crossing_exact(d[m], g[m], slopes) for m in range(200)])
+        R = np.sum(np.abs(d) + np.abs(g), axis=1)
+        h = 2 * R / 4096
+        assert np.all(np.abs(grid - exact) <= 2 ** 3 * h), np.max(np.abs(grid - exact) / h)
+        assert np.std(exact) > 0.1 * np.mean(R)          # the integrals are far from trivial
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(activation="tanh"), "activation='tanh' is not allowed"),
+    (dict(learning_rate=5.0), "learning_rate=5.0 is not allowed"),
+    (dict(n_steps=0), "n_steps=0 is not allowed"),
+    (dict(y_train=np.ones(2)), "y_train has shape"),
+    (dict(x_test=np.array([[2.0, 0.0, 0.0]])), "perfectly correlated"),
+])
+def test_bad_input(kwargs, match):
+    args = dict(x_train=X[:3], y_train=Y, x_test=X[3:], activation="relu", C_W=CW, C_b=0.0, learning_rate=ETA,
+                n_steps=2, n_samples=10)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        kink_ntk_change(**args)
