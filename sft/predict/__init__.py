@@ -15,5 +15,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     'hyperparameters': ['log_marginal_likelihood', 'HyperparameterFit', 'fit_hyperparameters'],
     'information': ['gaussian_entropy', 'gaussian_channel_information', 'gaussian_mutual_information', 'negentropy_from_cumulants', 'LayerInformation', 'layer_information', 'scalar_channel_information', 'tlbp_output_covariance'],
     'neuron_sampling_posterior': ['LargePosterior', 'large_posterior'],
+    'hmc_posterior': ['HMCPosterior', 'HMCWarning', 'hmc_network_posterior'],
     'kernel_renormalization': ['Saddle', 'Prediction', 'saddle_point', 'bpkr_posterior', 'exact_posterior', 'gibbs_sample', 'GibbsResult'],
 })
