@@ -482,7 +482,8 @@ def _meta(meta_kernels, n_train, y_train):
             raise ValueError(f"meta_kernels.{k} contains NaN or inf: it must be finite (for kinked activations "
                              "such as relu, output_meta_kernels returns inf for the ddNTK entries with "
                              "coinciding inputs, which diverge: the O(1/n) trained ensemble does not exist "
-                             "there)")
+                             "there; the leading NTK change is O(n^-1/2), from neurons crossing the kink: "
+                             "sft.predict.kink_ntk_change, one hidden layer)")
     if isinstance(n_train, bool) or not isinstance(n_train, numbers.Integral) or not 1 <= n_train <= N:
         raise ValueError(f"n_train={n_train!r} is not allowed: it must be an integer in [1, N = {N}] "
                          "(the first n_train inputs of the meta-kernels are the training inputs)")
