@@ -22,6 +22,7 @@ X = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.6, 0.8], [0.5, 0.5, 0.70
 Y = np.array([0.8, -0.5, 0.3])
 CW, CB, ETA, K_STEPS = 2.0, 0.1, 0.5, 4
 ENTRIES = [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2), (3, 0), (3, 1), (3, 2)]
+WIDTHS = np.array([256, 512, 1024, 2048])
 
 
 def _kernel1(x):
@@ -32,7 +33,7 @@ def _gd_ntk(z, v, b2, *, x, y, activation, n_steps):
     """Full-batch GD (L = 1/2 |f(X) - y|^2, step ETA) of S one-hidden-layer networks, tracked exactly in
     preactivation space (z is linear in (omega, beta): one step moves z_a by -ETA sum_b K1_ab dL/dz_b).
     z (S, N, n) on all N inputs (training first), v (S, n) readout weights, b2 (S,) readout bias.
-    Returns the NTKs (S, N, N) before and after."""
+    Returns the NTKs (S, N, N) and the outputs (S, N) before and after."""
     P, n = y.shape[0], z.shape[-1]
     K1 = _kernel1(x)
     sig, dsig = ((lambda u: np.maximum(u, 0.0), lambda u: (u > 0) * 1.0) if activation == "relu"
@@ -43,61 +44,79 @@ def _gd_ntk(z, v, b2, *, x, y, activation, n_steps):
         s, g = sig(z), dsig(z) * v[:, None, :]
         return CB + (CW / n) * (s @ s.transpose(0, 2, 1) + (g @ g.transpose(0, 2, 1)) * K1)
 
-    theta0 = ntk(z, v)
+    def out(z, v, b2):
+        return math.sqrt(CB) * b2[:, None] + cn * np.einsum("sai,si->sa", sig(z), v)
+
+    theta0, f0 = ntk(z, v), out(z, v, b2)
     for _ in range(n_steps):
         s = sig(z[:, :P])
-        r = math.sqrt(CB) * b2[:, None] + cn * np.einsum("sai,si->sa", s, v) - y
+        r = out(z[:, :P], v, b2) - y
         dz = cn * v[:, None, :] * dsig(z[:, :P]) * r[:, :, None]          # dL/dz_{i;b}, (S, P, n)
         z = z - ETA * np.einsum("ab,sbi->sai", K1[:, :P], dz)
         v, b2 = v - ETA * cn * np.einsum("sai,sa->si", s, r), b2 - ETA * math.sqrt(CB) * r.sum(1)
-    return theta0, ntk(z, v)
+    return theta0, ntk(z, v), f0, out(z, v, b2)
 
 
-def _measured_intercepts(activation, widths, n_networks, seed):
-    """Weighted fit of sqrt(n) E[Theta_k - Theta_0] = a + b / sqrt(n) over the widths: (a, sigma_a) (N, N)."""
+def _fit_intercept(means, errs):
+    """Weighted least squares of means (W,) = a + b / sqrt(n) over the widths: (a, sigma_a)."""
+    w = 1 / errs
+    A = np.stack([np.ones(len(WIDTHS)), 1 / np.sqrt(WIDTHS)], 1) * w[:, None]
+    coef, *_ = np.linalg.lstsq(A, means * w, rcond=None)                   # QR/SVD of the whitened design
+    return coef[0], math.sqrt(np.linalg.pinv(A.T @ A, hermitian=True)[0, 0])
+
+
+def _measured_intercepts(activation, n_networks, seed):
+    """sqrt(n) E[Theta_k - Theta_0] and sqrt(n) E[f_k - f_k^lin] (f^lin: linear GD with each network's own
+    f0 and Theta_0, whose mean is f_k^inf + O(1/n): E f0 = 0, E Theta_0 = Theta exactly for one hidden layer,
+    Cov(f0, Theta_0) = 0 by v -> -v), fitted as a + b / sqrt(n): (a, sigma_a) for the NTK (N, N) and the
+    outputs (N,)."""
     rng = np.random.default_rng(seed)
     L = np.linalg.cholesky(_kernel1(X))
-    means, errs = [], []
-    for n in widths:
+    stats = []
+    for n in WIDTHS:
         z = np.einsum("ab,sbi->sai", L, rng.standard_normal((n_networks, X.shape[0], n)))
-        t0, t1 = _gd_ntk(z, rng.standard_normal((n_networks, n)), rng.standard_normal(n_networks), x=X, y=Y,
-                         activation=activation, n_steps=K_STEPS)
-        d = math.sqrt(n) * (t1 - t0)
-        means.append(d.mean(0))
-        errs.append(d.std(0, ddof=1) / math.sqrt(n_networks))
-    means, errs = np.array(means), np.array(errs)
-    A = np.stack([np.ones(len(widths)), 1 / np.sqrt(widths)], 1)
-    a, sa = np.zeros(means.shape[1:]), np.zeros(means.shape[1:])
-    for i, j in ENTRIES:
-        w = 1 / errs[:, i, j]
-        coef, *_ = np.linalg.lstsq(A * w[:, None], means[:, i, j] * w, rcond=None)  # QR/SVD, whitened
-        cov = np.linalg.pinv((A * w[:, None]).T @ (A * w[:, None]), hermitian=True)
-        a[i, j], sa[i, j] = coef[0], math.sqrt(cov[0, 0])
-    return a, sa
+        t0, t1, f0, fk = _gd_ntk(z, rng.standard_normal((n_networks, n)), rng.standard_normal(n_networks), x=X,
+                                 y=Y, activation=activation, n_steps=K_STEPS)
+        lin, res, th0 = f0.copy(), f0[:, :3] - Y, t0[:, :, :3]  # each network's own Theta_0: its O(n^-1/2)
+        for _ in range(K_STEPS):                                 # fluctuation drops out of f_k - lin
+            step = np.einsum("sab,sb->sa", th0, res)
+            lin, res = lin - ETA * step, res - ETA * step[:, :3]
+        d = math.sqrt(n) * np.concatenate([(t1 - t0).reshape(n_networks, -1), fk - lin], 1)
+        stats.append((d.mean(0), d.std(0, ddof=1) / math.sqrt(n_networks)))
+    fits = np.array([_fit_intercept(*(np.array([q[j][c] for q in stats]) for j in (0, 1)))
+                     for c in range(stats[0][0].size)])
+    N = X.shape[0]
+    return (fits[:N * N, 0].reshape(N, N), fits[:N * N, 1].reshape(N, N)), (fits[N * N:, 0], fits[N * N:, 1])
 
 
 @pytest.fixture(scope="module")
 def relu_fit():
-    return _measured_intercepts("relu", np.array([256, 512, 1024, 2048]), 1000, seed=11)
+    return _measured_intercepts("relu", 1000, seed=11)
 
 
 def test_relu_ensemble_matches_theory(relu_fit):
-    a, sa = relu_fit
+    (a, sa), (m, sm) = relu_fit
     th = kink_ntk_change(X[:3], Y, X[3:], activation="relu", C_W=CW, C_b=CB, learning_rate=ETA,
                          n_steps=K_STEPS, n_samples=20000, seed=3)
     for i, j in ENTRIES:
-        z = (a[i, j] - th.coefficient[i, j]) / math.hypot(sa[i, j], th.stderr[i, j])
+        z = (a[i, j] - th.ntk[i, j]) / math.hypot(sa[i, j], th.ntk_stderr[i, j])
         assert abs(z) < Z_MAX, (f"relu sqrt(n) E[dTheta_{i}{j}]: measured intercept {a[i, j]:.4f} +- {sa[i, j]:.4f}, "
-                                f"theory {th.coefficient[i, j]:.4f} +- {th.stderr[i, j]:.4f}, z = {z:.2f}")
-    # the effect is resolved: the O(1/n) theory (intercept 0) is excluded on the diagonal
+                                f"theory {th.ntk[i, j]:.4f} +- {th.ntk_stderr[i, j]:.4f}, z = {z:.2f}")
+    z = (m - th.mean) / np.hypot(sm, th.mean_stderr)
+    assert np.all(np.abs(z) < Z_MAX), (f"relu sqrt(n) (E f_k - f_k^inf): measured {m.round(4)} +- {sm.round(4)}, "
+                                       f"theory {th.mean.round(4)} +- {th.mean_stderr.round(4)}")
+    # the effect is resolved: the O(1/n) theory (intercept 0) is excluded
     assert np.all(np.abs(np.diag(a)[:3]) > Z_MAX * np.diag(sa)[:3]), (np.diag(a), np.diag(sa))
+    assert abs(m[1]) > Z_MAX * sm[1], (m, sm)
 
 
 def test_tanh_intercept_is_zero():
-    a, sa = _measured_intercepts("tanh", np.array([256, 512, 1024, 2048]), 1000, seed=12)
+    (a, sa), (m, sm) = _measured_intercepts("tanh", 1000, seed=12)
     for i, j in ENTRIES:
         assert abs(a[i, j]) < Z_MAX * sa[i, j], (f"tanh sqrt(n) E[dTheta_{i}{j}] intercept {a[i, j]:.4f} +- "
                                                  f"{sa[i, j]:.4f} is not consistent with 0")
+    assert np.all(np.abs(m) < Z_MAX * sm), (f"tanh sqrt(n) (E f_k - f_k^inf) intercept {m.round(4)} +- "
+                                            f"{sm.round(4)} is not consistent with 0")
 
 
 def test_gd_loop_equals_train_ensemble():
@@ -111,12 +130,22 @@ def test_gd_loop_equals_train_ensemble():
                          record_ntk=True)
     (om1, be1), (om2, be2) = init_params(jax.random.key(5), n_ensemble=S, in_dim=3, widths=[n])
     z = math.sqrt(CB) * np.asarray(be1)[:, None, :] + math.sqrt(CW / 3) * np.einsum("ad,sdi->sai", X, om1)
-    t0, t1 = _gd_ntk(z, np.asarray(om2)[:, :, 0], np.asarray(be2)[:, 0], x=X, y=Y, activation="relu",
-                     n_steps=K_STEPS)
+    t0, t1, _, fk = _gd_ntk(z, np.asarray(om2)[:, :, 0], np.asarray(be2)[:, 0], x=X, y=Y, activation="relu",
+                            n_steps=K_STEPS)
+    f_ref = np.concatenate([np.asarray(run.train_predictions)[:, -1], np.asarray(run.test_predictions)[:, -1]], 1)
+    assert np.max(np.abs(fk - f_ref)) < 1e-10 * np.max(np.abs(f_ref))
     ref = np.asarray(run.ntk)
     scale = np.max(np.abs(ref))
     assert np.max(np.abs(t0[:, :3, :3] - ref[:, 0])) < 1e-10 * scale
     assert np.max(np.abs(t1[:, :3, :3] - ref[:, -1])) < 1e-10 * scale, np.max(np.abs(t1[:, :3, :3] - ref[:, -1]))
+
+
+def _signed_square_gauss(mu, s):
+    """E[X |X|], X ~ N(mu, s^2) (s = None: the point mass at mu)."""
+    if s is None:
+        return mu * abs(mu)
+    return (mu ** 2 + s ** 2) * erf(mu / (s * math.sqrt(2))) + mu * s * math.sqrt(2 / math.pi) * np.exp(
+        -mu ** 2 / (2 * s ** 2))
 
 
 def _abs_gauss(mu, s):
@@ -127,15 +156,16 @@ def _abs_gauss(mu, s):
 
 
 def _one_step_closed_form(x, y, slopes, eta):
-    """k = 1, P = 2 training inputs + 1 test input: sqrt(n) E[Theta_1 - Theta_0], no Monte Carlo.
-    Per crossing input a and sign pattern of the other two preactivations given z_a = 0 (orthant
-    probabilities 1/4 +- arcsin(rho)/(2 pi)): E_v[v^2 J] = sqrt(2/pi) (E|A| - E|B|), A, B = -eta sqrt(C_W)
-    w.r Gaussian in r = f0 - y ~ N(-y, K), w_b = sigma'_b K1_ab (b != a), w_a = s-|s+ K1_aa."""
+    """k = 1, P = 2 training inputs + 1 test input: sqrt(n) E[Theta_1 - Theta_0] (3, 3) and sqrt(n) (E f_1 -
+    f_1^inf) on the training inputs (2,), no Monte Carlo. Per crossing input a and sign pattern of the other
+    two preactivations given z_a = 0 (orthant probabilities 1/4 +- arcsin(rho)/(2 pi)): with A, B = -eta
+    sqrt(C_W) w.r Gaussian in r = f0 - y ~ N(-y, K), w_b = sigma'_b K1_ab (b != a), w_a = s-|s+ K1_aa,
+    E_v[v^2 J] = sqrt(2/pi) (E|A| - E|B|) and E_v[v Rem] = sqrt(2/pi) (s+ - s-) (E A|A| - E B|B|) / 2."""
     sp, sm = slopes
     act = "relu" if slopes == (1.0, 0.0) else ("abs" if slopes == (1.0, -1.0) else None)
     K1 = _kernel1(x)
     K, _ = nngp_and_ntk(x[:2], depth=1, activation=act, C_W=CW, C_b=CB)
-    out = np.zeros((3, 3))
+    out, mean = np.zeros((3, 3)), np.zeros(2)
     for a in range(2):
         o = [b for b in range(3) if b != a]
         C = K1[np.ix_(o, o)] - np.outer(K1[o, a], K1[a, o]) / K1[a, a]
@@ -143,60 +173,74 @@ def _one_step_closed_form(x, y, slopes, eta):
         for signs in itertools.product((1, -1), repeat=2):
             prob = 0.25 + signs[0] * signs[1] * math.asin(rho) / (2 * math.pi)
             dp = {b: (sp if s > 0 else sm) for b, s in zip(o, signs)}
-            val = 0.0
+            val = rem = 0.0
             for self_slope, sgn in ((sm, 1), (sp, -1)):
                 w = np.zeros(2)
                 w[a] = self_slope * K1[a, a]
                 w[1 - a] = dp[1 - a] * K1[a, 1 - a]
                 w *= -eta * math.sqrt(CW)
-                val += sgn * _abs_gauss(-w @ y, math.sqrt(w @ K @ w) if np.any(w) else None)
+                sd = math.sqrt(w @ K @ w) if np.any(w) else None
+                val += sgn * _abs_gauss(-w @ y, sd)
+                rem += sgn * (sp - sm) / 2 * _signed_square_gauss(-w @ y, sd)
             val *= math.sqrt(2 / math.pi) * prob / math.sqrt(2 * math.pi * K1[a, a])
+            mean[a] += math.sqrt(CW) * math.sqrt(2 / math.pi) * prob / math.sqrt(2 * math.pi * K1[a, a]) * rem
             out[a, a] += (sp ** 2 - sm ** 2) * val
             for b in o:
                 out[a, b] += (sp - sm) * dp[b] * val
                 out[b, a] += (sp - sm) * dp[b] * val
-    return CW * K1 * out
+    return CW * K1 * out, mean
 
 
 @pytest.mark.parametrize("activation, slopes", [("relu", (1.0, 0.0)), ("abs", (1.0, -1.0))])
 def test_one_step_closed_form(activation, slopes):
     x, y = X[[0, 1, 3]], Y[:2]
-    ref = _one_step_closed_form(x, y, slopes, 0.4)
+    ref, ref_mean = _one_step_closed_form(x, y, slopes, 0.4)
     th = kink_ntk_change(x[:2], y, x[2:], activation=activation, C_W=CW, C_b=CB, learning_rate=0.4, n_steps=1,
-                         n_samples=40000, seed=4)
+                         n_samples=20000, seed=4)
     pairs = [(0, 1), (2, 0), (2, 1)] + ([(0, 0), (1, 1)] if activation == "relu" else [])  # abs: sigma'^2 = 1
     for i, j in pairs:
-        z = (th.coefficient[i, j] - ref[i, j]) / th.stderr[i, j]
-        assert abs(z) < Z_MAX, (i, j, th.coefficient[i, j], ref[i, j], th.stderr[i, j])
-        assert abs(ref[i, j]) > 5 * th.stderr[i, j]                     # a nonzero closed form is tested
+        z = (th.ntk[i, j] - ref[i, j]) / th.ntk_stderr[i, j]
+        assert abs(z) < Z_MAX, (i, j, th.ntk[i, j], ref[i, j], th.ntk_stderr[i, j])
+    assert abs(ref[0, 1]) > 10 * th.ntk_stderr[0, 1]                   # a nonzero closed form is tested
+    z = (th.mean[:2] - ref_mean) / th.mean_stderr[:2]
+    assert np.all(np.abs(z) < Z_MAX), (th.mean, ref_mean, th.mean_stderr)
+    assert np.max(np.abs(ref_mean)) > 10 * np.max(th.mean_stderr[:2])
 
 
 def _crossing_exact(delta, gamma, slopes):
-    """int dw [theta(w_k) - theta(w)] by enumerating the 2^k sign sequences of the trajectory (each one is
-    followed on an interval of w, where the map is a translation)."""
+    """(J (k,), Rem (k,)) of :func:`crossing_integral` by enumerating the 2^(k+1) sign sequences of
+    (w_0, .., w_k): each is followed on an interval [lo, hi] of w, where w_s = w + off_s is a translation."""
     k = delta.shape[0]
     R = np.sum(np.abs(delta) + np.abs(gamma) * max(map(abs, slopes)))
-    total = 0.0
-    for seq in itertools.product((1, 0), repeat=k):
-        lo, hi, off = -R, R, 0.0
-        for s, up in enumerate(seq):                      # w + off > 0 iff up
-            lo, hi = (max(lo, -off), hi) if up else (lo, min(hi, -off))
-            off += delta[s] + gamma[s] * slopes[0 if up else 1]
-        if hi > lo:
-            total += max(0.0, hi - max(lo, -off)) - max(0.0, hi - max(lo, 0.0))
-    return total
+    J, Rem = np.zeros(k), np.zeros(k)
+    for seq in itertools.product((1, 0), repeat=k + 1):             # 1: w_s > 0
+        lo, hi, offs = -R, R, [0.0]
+        for s, up in enumerate(seq):
+            lo, hi = (max(lo, -offs[s]), hi) if up else (lo, min(hi, -offs[s]))
+            if s < k:
+                offs.append(offs[s] + delta[s] + gamma[s] * slopes[0 if up else 1])
+        if hi <= lo:
+            continue
+        for s in range(k):
+            J[s] += (seq[s + 1] - seq[0]) * (hi - lo)
+            jump = slopes[0 if seq[s + 1] else 1] - slopes[0 if seq[s] else 1]
+            Rem[s] += jump * ((hi ** 2 - lo ** 2) / 2 + offs[s + 1] * (hi - lo))   # int (w + off_{s+1}) dw
+    return J, Rem
 
 
 def test_crossing_integral_exact_enumeration():
     rng = np.random.default_rng(0)
-    d, g = rng.normal(size=(200, 3)), 2 * rng.normal(size=(200, 3))
+    k, G = 3, 4096
+    d, g = rng.normal(size=(200, k)), 2 * rng.normal(size=(200, k))
     for slopes in ((1.0, 0.0), (1.0, 0.2), (1.0, -1.0)):
-        grid = crossing_integral(d, g, slopes, 4096)
-        exact = np.array([_crossing_exact(d[m], g[m], slopes) for m in range(200)])
-        R = np.sum(np.abs(d) + np.abs(g), axis=1)
-        h = 2 * R / 4096
-        assert np.all(np.abs(grid - exact) <= 2 ** 3 * h), np.max(np.abs(grid - exact) / h)
-        assert np.std(exact) > 0.1 * np.mean(R)          # the integrals are far from trivial
+        J, Rem = crossing_integral(d, g, slopes, G)
+        exact = [_crossing_exact(d[m], g[m], slopes) for m in range(200)]
+        J_ex, Rem_ex = (np.array([e[j] for e in exact]) for j in (0, 1))
+        R = np.sum(np.abs(d) + np.abs(g) * max(map(abs, slopes)), axis=1)[:, None]
+        h = 2 * R / G                    # at most 2^(k+1) jumps, each costs <= h/2 (x the integrand's size)
+        assert np.all(np.abs(J - J_ex) <= 2 ** k * h), np.max(np.abs(J - J_ex) / h)
+        assert np.all(np.abs(Rem - Rem_ex) <= 2 ** (k + 1) * h * R), np.max(np.abs(Rem - Rem_ex) / (h * R))
+        assert np.std(J_ex[:, -1]) > 0.1 * np.mean(R) and np.std(Rem_ex[:, -1]) > 0.02 * np.mean(R) ** 2
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -79,13 +79,17 @@ __all__ = ["KinkNTKChange", "kink_ntk_change", "crossing_integral"]
 class KinkNTKChange(NamedTuple):
     """Result of :func:`kink_ntk_change` (N = P + M inputs, training inputs first).
 
-    coefficient: (N, N), sqrt(n) E[Theta_k - Theta_0] at n -> inf (test-test block 0 at this order).
-    stderr: (N, N), its Monte Carlo standard error.
+    ntk: (N, N), sqrt(n) E[Theta_k - Theta_0] at n -> inf (test-test block 0 at this order).
+    ntk_stderr: (N, N), its Monte Carlo standard error.
+    mean: (N,), sqrt(n) (E[f_k] - f_k^inf), f_k^inf the infinite-width (linear-model) mean.
+    mean_stderr: (N,), its Monte Carlo standard error.
     n_samples, n_grid: the Monte Carlo size and the grid in w used.
     """
 
-    coefficient: np.ndarray
-    stderr: np.ndarray
+    ntk: np.ndarray
+    ntk_stderr: np.ndarray
+    mean: np.ndarray
+    mean_stderr: np.ndarray
     n_samples: int
     n_grid: int
 
@@ -115,43 +119,54 @@ def _slopes(activation):
 
 
 def crossing_integral(delta, gamma, slopes, n_grid):
-    """J = int dw [theta(w_k(w)) - theta(w)] for the map w <- w + delta_s + gamma_s sigma'(w), s = 0..k-1.
+    """Crossing integrals of the kink map w <- w + delta_s + gamma_s sigma'(w), s = 0..k-1 (w_0 = w).
 
-    delta, gamma: (S, k); sigma'(w) = slopes[0] (w > 0) or slopes[1] (w <= 0). Midpoint grid of ``n_grid``
-    points on [-R, R], R = sum_s |delta_s| + |gamma_s| max|slopes| per row. Returns (S,).
-
-    Grid error: at most h/2 per jump of the integrand, h = 2R / n_grid.
+    Returns (J, Rem), each (S, k): J[:, s] = int dw [theta(w_{s+1}) - theta(w_0)] (the change of the
+    measure on the positive side after s + 1 steps) and Rem[:, s] = int dw [sigma(w_{s+1}) - sigma(w_s) -
+    sigma'(w_s)(w_{s+1} - w_s)] = int dw (sigma'(w_{s+1}) - sigma'(w_s)) w_{s+1} (the convexity remainder
+    of step s; sigma(w) = sigma'(w) w). delta, gamma: (S, k); sigma'(w) = slopes[0] (w > 0) or slopes[1]
+    (w <= 0). Midpoint grid of ``n_grid`` points on [-R, R], R = sum_s |delta_s| + |gamma_s| max|slopes| per
+    row (outside, no trajectory reaches 0). Grid error of J: at most h/2 per jump of the integrand,
+    h = 2R / n_grid (Rem: h^2 R-sized terms per jump).
 
     >>> d, g = np.array([[0.3]]), np.array([[-1.0]])       # one step: J = (d + g s-)_+ - (-d - g s+)_+
-    >>> J = crossing_integral(d, g, (1.0, 0.0), 1000)[0]   # exact: 0.3 - 0.7 = -0.4; two jumps, h = 0.0026
-    >>> bool(abs(J + 0.4) <= 0.0026)
-    True
+    >>> J, Rem = crossing_integral(d, g, (1.0, 0.0), 1000)  # exact: 0.3 - 0.7 = -0.4; two jumps, h = 0.0026
+    >>> bool(abs(J[0, 0] + 0.4) <= 0.0026), bool(abs(Rem[0, 0] - (0.3**2 + 0.7**2) / 2) < 1e-4)
+    (True, True)
     """
     sp, sm = slopes
     R = np.sum(np.abs(delta) + np.abs(gamma) * max(abs(sp), abs(sm)), axis=1)
     h = 2 * R / n_grid
-    w0 = -R[:, None] + h[:, None] * (np.arange(n_grid) + 0.5)
-    w = w0.copy()
+    w = -R[:, None] + h[:, None] * (np.arange(n_grid) + 0.5)
+    pos0 = np.count_nonzero(w > 0, axis=1)
+    J, Rem = np.zeros(delta.shape), np.zeros(delta.shape)
+    d0 = np.where(w > 0, sp, sm)
     for s in range(delta.shape[1]):
-        w += delta[:, s, None] + gamma[:, s, None] * np.where(w > 0, sp, sm)
-    return h * (np.count_nonzero(w > 0, axis=1) - np.count_nonzero(w0 > 0, axis=1))
+        w = w + delta[:, s, None] + gamma[:, s, None] * d0
+        d1 = np.where(w > 0, sp, sm)
+        J[:, s] = h * (np.count_nonzero(w > 0, axis=1) - pos0)
+        Rem[:, s] = h * np.sum((d1 - d0) * w, axis=1)
+        d0 = d1
+    return J, Rem
 
 
 def kink_ntk_change(x_train, y_train, x_test=None, *, activation="relu", C_W, C_b, learning_rate, n_steps,
                     n_samples=20000, n_grid=512, seed=0) -> KinkNTKChange:
-    """sqrt(n) E[Theta_k - Theta_0] at n -> inf after ``n_steps`` = k GD steps, one hidden layer, kinked sigma.
+    """sqrt(n) E[Theta_k - Theta_0] and sqrt(n) (E[f_k] - f_k^inf) at n -> inf after k = ``n_steps`` GD steps,
+    one hidden layer, kinked sigma.
 
-    E_n[Theta_k - Theta_0]_ab = coefficient_ab / sqrt(n) + O(1/n) (module docstring: derivation, source,
-    conventions). x_train (P, n0), y_train (P,), x_test (M, n0) or None; C_W, C_b scalars or (hidden,
-    readout) pairs; learning_rate eta as :func:`sft.sim.train_ensemble` (L = 1/2 sum r^2, no 1/P).
-    Monte Carlo over (f0, z_{-a}) with ``n_samples`` draws (float64, ``seed``), crossing integrals on
-    ``n_grid`` points. Returns :class:`KinkNTKChange` with (N, N) arrays, N = P + M.
+    E_n[Theta_k - Theta_0]_ab = ntk_ab / sqrt(n) + O(1/n), E_n[f_k(x_a)] = f_k^inf(x_a) + mean_a / sqrt(n)
+    + O(1/n) (module docstring: derivation, source, conventions). x_train (P, n0), y_train (P,), x_test
+    (M, n0) or None; C_W, C_b scalars or (hidden, readout) pairs; learning_rate eta as
+    :func:`sft.sim.train_ensemble` (L = 1/2 sum r^2, no 1/P). Monte Carlo over (f0, z_{-a}) with
+    ``n_samples`` draws (float64, numpy Generator from ``seed``), crossing integrals on ``n_grid`` points.
+    Returns :class:`KinkNTKChange`, N = P + M inputs, training first.
 
     >>> x = np.array([[1.0, 0.0], [0.6, 0.8]])
     >>> r = kink_ntk_change(x, np.array([0.5, -0.5]), activation="relu", C_W=2.0, C_b=0.1,
     ...                     learning_rate=0.5, n_steps=3, n_samples=4000, seed=0)
-    >>> r.coefficient.shape, bool(np.all(np.abs(r.coefficient[0, 0]) > 5 * r.stderr[0, 0]))
-    ((2, 2), True)
+    >>> r.ntk.shape, r.mean.shape, bool(abs(r.ntk[0, 0]) > 5 * r.ntk_stderr[0, 0])
+    ((2, 2), (2,), True)
     """
     from ..kernels.recursion import nngp_and_ntk  # noqa: PLC0415
 
@@ -168,18 +183,20 @@ def kink_ntk_change(x_train, y_train, x_test=None, *, activation="relu", C_W, C_
     if np.min(np.diag(K1)) <= 0:
         raise ValueError("an input has zero first-layer variance K1_aa = C_b1 + C_W1 |x_a|^2 / n0 = 0: its "
                          "preactivation sits on the kink; give nonzero inputs or C_b > 0")
-    K, Theta = nngp_and_ntk(x[:P], depth=1, activation=act, C_W=cw, C_b=cb)
-    lam = psd_eigh("Theta_XX", Theta, vectors=False)
+    K, Theta = nngp_and_ntk(x, x[:P], depth=1, activation=act, C_W=cw, C_b=cb)     # (N, P)
+    lam = psd_eigh("Theta_XX", Theta[:P], vectors=False)
     if eta * lam[-1] >= 2:
         raise ValueError(f"learning_rate={learning_rate!r} is not allowed: GD diverges at infinite width for "
                          f"eta >= 2 / lambda_max(Theta_XX) = {2 / lam[-1]:.6g}")
-    lk, Vk = psd_eigh("K_XX", K)
+    lk, Vk = psd_eigh("K_XX", K[:P])
     r = [(rng.standard_normal((S, P)) * np.sqrt(lk)) @ Vk.T - y]      # r(0) = f0 - y, f0 ~ N(0, K_XX)
-    step = np.eye(P) - eta * Theta
+    step = np.eye(P) - eta * Theta[:P]
     for _ in range(k - 1):
         r.append(r[-1] @ step.T)
-    r = np.stack(r, axis=1)                                            # (S, k, P)
-    c = np.zeros((S, N, N))
+    r = np.stack(r, axis=1)                                            # (S, k, P): r(s), s = 0..k-1
+    ntk = np.zeros((S, N, N))                                          # sqrt(n) dTheta after k steps
+    drive = np.zeros((S, k, N))    # sqrt(n) [-eta dTheta_s r_s + rho_s], the sources of the mean shift
+    scale = math.sqrt(cw[1]) * K1[:, :P]                               # K1 sqrt(C_W2): Delta z per unit v r
     chunk = max(1, 2 ** 22 // G)
     for a in range(P):
         o = np.array([b for b in range(N) if b != a], dtype=int)
@@ -191,20 +208,33 @@ def kink_ntk_change(x_train, y_train, x_test=None, *, activation="relu", C_W, C_
                              "(one is a positive or negative multiple of the other in (x, sqrt(C_b1 n0 / C_W1))): "
                              "they cross the kink together, which this leading-order theory excludes")
         lc, Vc = psd_eigh("K1 | z_a = 0", cond) if o.size else (np.zeros(0), np.zeros((0, 0)))
-        d_other = np.where((rng.standard_normal((S, o.size)) * np.sqrt(lc)) @ Vc.T > 0, sp, sm)
         dprime = np.zeros((S, N))                                              # sigma'_b, b != a
-        dprime[:, o] = d_other
+        dprime[:, o] = np.where((rng.standard_normal((S, o.size)) * np.sqrt(lc)) @ Vc.T > 0, sp, sm)
         others = [b for b in range(P) if b != a]
-        delta = -eta * math.sqrt(cw[1]) * np.einsum("mb,msb->ms", dprime[:, others] * K1[a, others],
-                                                    r[:, :, others])
-        gamma = -eta * math.sqrt(cw[1]) * K1[a, a] * r[:, :, a]
-        J = np.concatenate([crossing_integral(delta[i:i + chunk], gamma[i:i + chunk], (sp, sm), G)
-                            + crossing_integral(-delta[i:i + chunk], -gamma[i:i + chunk], (sp, sm), G)
-                            for i in range(0, S, chunk)])
-        cross = math.sqrt(2 / math.pi) * J / math.sqrt(2 * math.pi * K1[a, a])     # (S,)
-        jump = (sp - sm) * dprime * cross[:, None]          # a's crossing, sigma'_a sigma'_b with b != a
-        c[:, a, :] += jump
-        c[:, :, a] += jump
-        c[:, a, a] += (sp ** 2 - sm ** 2) * cross           # sigma'_a^2
-    c *= cw[1] * K1
-    return KinkNTKChange(c.mean(0), c.std(0, ddof=1) / math.sqrt(S), S, G)
+        delta = -eta * np.einsum("mb,msb->ms", dprime[:, others] * scale[a, others], r[:, :, others])
+        gamma = -eta * scale[a, a] * r[:, :, a]
+        plus, minus = zip(*[(crossing_integral(delta[i:i + chunk], gamma[i:i + chunk], (sp, sm), G),
+                             crossing_integral(-delta[i:i + chunk], -gamma[i:i + chunk], (sp, sm), G))
+                            for i in range(0, S, chunk)])                      # v > 0 and v < 0 maps
+        (Jp, Rp), (Jm, Rm) = ([np.concatenate(q) for q in zip(*half)] for half in (plus, minus))
+        # u = |v| w: E[v^2 int du dtheta] = E[|v|^3; v > 0] (J_+ + J_-), E[v int du rho] = E[|v|^3; v > 0]
+        # (Rem_+ - Rem_-), E[|v|^3; v > 0] = sqrt(2/pi)
+        pa = math.sqrt(2 / math.pi) / math.sqrt(2 * math.pi * K1[a, a])        # E|v|^3/2 x p_a(0)
+        cross = pa * (Jp + Jm)                                                      # (S, k)
+        # sqrt(n) dTheta_s from a's crossing: row/column a (sigma'_a sigma'_b, b != a) and the diagonal
+        row = cw[1] * K1[a] * (sp - sm) * dprime                                # (S, N) per unit cross
+        diag = cw[1] * K1[a, a] * (sp ** 2 - sm ** 2)
+        ntk[:, a, :] += row * cross[:, -1, None]
+        ntk[:, :, a] += row * cross[:, -1, None]
+        ntk[:, a, a] += diag * cross[:, -1]
+        # mean-shift sources: -eta dTheta_s r_s for s = 1..k-1 (dTheta_0 = 0), and the remainder of f_a
+        cs = cross[:, :-1]                                                      # (S, k-1): after s steps
+        rs = r[:, 1:, :]                                                        # r(s), s = 1..k-1
+        drive[:, 1:, :] -= eta * (row[:, None, :] * cs[:, :, None] * rs[:, :, a, None])
+        drive[:, 1:, a] -= eta * np.einsum("msb,mb,ms->ms", rs, row[:, :P], cs) + eta * diag * cs * rs[:, :, a]
+        drive[:, :, a] += math.sqrt(cw[1]) * pa * (Rp - Rm)
+    shift = np.zeros((S, N))
+    for s in range(k):
+        shift = shift - eta * shift[:, :P] @ Theta.T + drive[:, s]
+    return KinkNTKChange(ntk.mean(0), ntk.std(0, ddof=1) / math.sqrt(S), shift.mean(0),
+                         shift.std(0, ddof=1) / math.sqrt(S), S, G)
