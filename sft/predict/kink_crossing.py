@@ -1,4 +1,5 @@
-r"""Kinked activations under gradient descent: the O(n^{-1/2}) mean NTK change from self-crossings.
+r"""Kinked activations under gradient descent: the O(n^{-1/2}) mean NTK change and mean output shift from
+self-crossings of the kink.
 
 For a kinked activation (ReLU, leaky ReLU, abs: sigma' jumps at z = 0) the O(1/n) trained-ensemble theory
 of :mod:`sft.predict.trained_ensemble` does not apply (its ddNTK contains delta(z)^2 and is +inf at
@@ -52,17 +53,36 @@ the expectation over z_{-a} ~ N(0, K1 | z_a = 0) (all other inputs, train and te
 (the readout NNGP on the training inputs), jointly, since delta, gamma depend on both.
 For k = 1, J_+ + J_- = |delta + gamma s-| - |delta + gamma s+| (closed form; lead's analysis).
 
+Mean output (derived here). The exact GD step of the outputs is f_{s+1} = f_s - eta Theta_s r_s + rho_s with
+Theta_s the NTK at step s and rho_s the remainder. Its O(n^{-1/2}) mean has two sources: (i) the NTK change
+above, which is correlated with f0 through r, so E[dTheta_s r_s] is averaged jointly over (f0, z_{-a});
+(ii) the kink's convexity remainder sqrt(C_W2/n) sum_i v_i [sigma(z + dz) - sigma(z) - sigma'(z) dz] =
+sqrt(C_W2/n) sum_i v_i (sigma'(z') - sigma'(z)) z' (sigma(z) = sigma'(z) z), nonzero only for crossing
+neurons: per training output a, sqrt(n) E[rho_{s,a}] -> sqrt(C_W2) p_a(0) sqrt(2/pi) E[Rem_+ - Rem_-],
+Rem_+- = int dw (sigma'(w_{s+1}) - sigma'(w_s)) w_{s+1} for the +- maps (u = |v| w: v u^2 -> sign(v) |v|^3).
+Test outputs get no remainder (no self term: the integrand is even in v). Smooth second-order terms
+(dv dsigma, the dNTK) and the O(n^{-1/2}) NTK fluctuations enter the mean at O(1/n) (odd in v given f0).
+With m_s = sqrt(n) (E[f_s] - f_s^inf), m_0 = 0 (E f0 = 0 exactly):
+
+    m_{s+1} = m_s - eta Theta_{.X} m_{s,X} - eta sqrt(n) E[dTheta_{s,.X} r_s] + sqrt(n) E[rho_s].
+    For k = 1: m_1 = sqrt(C_W2) p_a(0) sqrt(2/pi) (s+ - s-) E[A|A| - B|B|] / 2 on training input a,
+    A, B = delta + gamma s-, delta + gamma s+ (the NTK term starts at step 2).
+
 Numerics. Monte Carlo over (f0, z_{-a}) (``n_samples`` draws, float64, numpy Generator from ``seed``;
 the same seed gives the same result), J_+- on a midpoint grid of ``n_grid`` points in w over [-R, R],
 R = sum_s |delta_s| + |gamma_s| max(|s+|, |s-|) (no trajectory from outside reaches 0); J is the integral of
 a step function with a few jumps, so the grid error per sample is at most (number of jumps) x R / n_grid
-and averages towards zero over samples. ``stderr`` is the Monte Carlo standard error (grid error not
-included; halve n_grid's spacing to see it).
+and averages towards zero over samples. ``ntk_stderr`` and ``mean_stderr`` are Monte Carlo standard
+errors (grid error not included; compare two n_grid to see it).
 
 Scope: one hidden layer; GD with a constant step (any number of steps; chattering across the kink
-included). Not derived here: the induced O(n^{-1/2}) correction of the trained mean output (the kink also
-enters f directly through the convexity remainder sigma(z + dz) - sigma(z) - sigma'(z) dz), and deeper
-networks.
+included); the ensemble mean of the NTK and of the outputs. Not derived here: the O(n^{-1/2}) part of the
+output covariance, gradient flow (its eta -> 0 limit, where GD's chattering across the kink becomes a
+sliding motion, is not treated), deeper networks.
+
+Checks (tests/test_kink_crossing.py): relu trained ensembles (widths 256..2048, fit a + b / sqrt(n)) for
+the NTK change and the mean output; tanh intercepts consistent with 0; k = 1 against closed forms (relu,
+abs); the grid against exact enumeration of the sign sequences.
 """
 from __future__ import annotations
 
