@@ -20,7 +20,7 @@ from sft.predict import crossing_integral, kink_ntk_change
 
 X = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.6, 0.8], [0.5, 0.5, 0.7071]])  # 3 train, 1 test
 Y = np.array([0.8, -0.5, 0.3])
-CW, CB, ETA, K_STEPS = 2.0, 0.1, 0.5, 4
+CW, CB, ETA, K_STEPS = 2.0, 0.1, 0.4, 4  # eta lambda_max(Theta_XX) = 1.29 (limit 2); <= 1.76 at n = 256
 ENTRIES = [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2), (3, 0), (3, 1), (3, 2)]
 WIDTHS = np.array([256, 512, 1024, 2048])
 
