@@ -256,3 +256,14 @@ def test_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         kink_ntk_change(**args)
+
+
+@pytest.mark.parametrize("args, match", [
+    ((np.ones((2, 3)), np.ones((2, 2)), (1.0, 0.0), 16), "gamma has shape"),
+    ((np.ones((2, 3)), np.ones((2, 3)), (1.0,), 16), "slopes="),
+    ((np.ones((2, 3)), np.ones((2, 3)), (1.0, np.nan), 16), "slopes contains NaN"),
+    ((np.ones((2, 3)), np.ones((2, 3)), (1.0, 0.0), 1), "n_grid=1 is not allowed"),
+])
+def test_crossing_integral_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        crossing_integral(*args)

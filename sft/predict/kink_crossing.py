@@ -91,7 +91,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..conventions import check_int, check_real, layer_constants, psd_eigh
+from ..conventions import check_array, check_int, check_real, layer_constants, psd_eigh
 
 __all__ = ["KinkNTKChange", "kink_ntk_change", "crossing_integral"]
 
@@ -154,7 +154,13 @@ def crossing_integral(delta, gamma, slopes, n_grid):
     >>> bool(abs(J[0, 0] + 0.4) <= 0.0026), bool(abs(Rem[0, 0] - (0.3**2 + 0.7**2) / 2) < 1e-4)
     (True, True)
     """
-    sp, sm = slopes
+    delta, gamma = check_array("delta", delta, ndim=2), check_array("gamma", gamma, ndim=2)
+    if gamma.shape != delta.shape:
+        raise ValueError(f"gamma has shape {gamma.shape}: it must equal delta's shape {delta.shape} (S, k)")
+    if np.shape(slopes) != (2,):
+        raise ValueError(f"slopes={slopes!r} is not allowed: give (s+, s-), the slopes of sigma for z > 0 and z < 0")
+    sp, sm = (float(v) for v in check_array("slopes", slopes, ndim=1))
+    n_grid = check_int("n_grid", n_grid, 2)
     R = np.sum(np.abs(delta) + np.abs(gamma) * max(abs(sp), abs(sm)), axis=1)
     h = 2 * R / n_grid
     w = -R[:, None] + h[:, None] * (np.arange(n_grid) + 0.5)
