@@ -86,7 +86,7 @@ def test_same_seed_same_result_and_width_scaling():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(depth=3), "depth=3"), (dict(order=2), "order=2"), (dict(samples=3, n_batches=4), "samples=3"),
+    (dict(depth=3), "depth=3"), (dict(order=3), "order=3"), (dict(order=2, depth=2), "order=2 with depth=2"), (dict(samples=3, n_batches=4), "samples=3"),
     (dict(n_batches=1), "n_batches"), (dict(n=0.0), "n = 0.0"), (dict(noise=-1.0), "noise"),
     (dict(y_train=np.ones(2)), "y_train"), (dict(x_test=np.ones((2, 4))), "x_test"),
     (dict(x_train=np.full((P, D), np.nan)), "x_train"), (dict(seed=-1), "seed")])

@@ -178,11 +178,12 @@ def _graph_value(g, vertex_atoms, yt, Kinv, R):
                     alts.append((coef, matching, atoms))
         per_vertex.append((types, alts))
     total = 0.0
+    rows = "iZYX"[:len(g.vertices)]  # the sampled-row letter of each vertex
     for choice in itertools.product(*[alts for _, alts in per_vertex]):
-        letters = iter(string.ascii_letters.replace("i", ""))
+        letters = iter(string.ascii_letters.replace("i", "")[:-3])
         specs, ops, out, coef = [], [], [], 1.0
         edge_letter = {}
-        for (types, _), (c, matching, atoms) in zip(per_vertex, choice):
+        for row, (types, _), (c, matching, atoms) in zip(rows, per_vertex, choice):
             coef *= c
             leg = [next(letters) for _ in types]
             self_seen = {}
@@ -207,11 +208,137 @@ def _graph_value(g, vertex_atoms, yt, Kinv, R):
                     specs.append(leg[a] + leg[b]), ops.append(A)
                 else:  # sum_k w_k U_ik V_ik^T, k a fresh letter
                     k = next(letters)
-                    specs += [k, "i" + k + leg[a], "i" + k + leg[b]]
+                    specs += [k, row + k + leg[a], row + k + leg[b]]
                     ops += [w, U, V]
-        batch = next((o.shape[0] for sp, o in zip(specs, ops) if "i" in sp), 1)  # summed over the batch
-        total = total + coef / batch * _einsum(",".join(specs) + "->" + "".join(out), *ops)
+        for row in rows:  # mean over each vertex's sampled rows
+            coef /= next((o.shape[0] for sp, o in zip(specs, ops) if row in sp), 1)
+        total = total + coef * _einsum(",".join(specs) + "->" + "".join(out), *ops)
     return total
+
+
+class _Rows(NamedTuple):
+    """A pool of sampled neuron vectors s (B, p, N) and its contractions with the Gaussian pieces:
+    Kinv s (B, p, N), y~ . s (B, p), R s (B, p, M), s_p Kinv s_q (B, p, p)."""
+
+    pool: np.ndarray
+    KP: np.ndarray
+    Y: np.ndarray
+    X: np.ndarray
+    Q: np.ndarray
+
+    def take(self, rows, vecs):
+        """The same pool restricted to some rows and pool vectors (``rows``, ``vecs``: index arrays or slices)."""
+        return _Rows(self.pool[rows][:, vecs], self.KP[rows][:, vecs], self.Y[rows][:, vecs], self.X[rows][:, vecs],
+                     self.Q[rows][:, vecs][:, :, vecs])
+
+
+def _rows(pool, yt, Kinv, R):
+    """:class:`_Rows` of ``pool`` (B, p, N): O(B p N (N + M))."""
+    KP = pool @ Kinv
+    return _Rows(pool, KP, pool @ yt, pool @ R.T, np.einsum("ipn,iqn->ipq", KP, pool))
+
+
+@functools.lru_cache(maxsize=None)
+def _row_program(types, factors, p):
+    """One vertex as a program over its alternatives (pairings of the legs into the factors, ``_unique_pairings``,
+    times the atoms (sign, pool index) of each factor): coefficients (A,), pool indices of the y~ legs (A, n_y),
+    of the two legs of each self pair (A, n_self, 2), and the 0/1 map (A, p^e p^x) of each alternative to the
+    pool indices of its edge legs, then test legs (row-major)."""
+    coefs, ys, selfs, slots = [], [], [], []
+    free = [leg for leg, t in enumerate(types) if t[0] == "e"] + [leg for leg, t in enumerate(types) if t == "x"]
+    for matching, mult in _unique_pairings(types):
+        for atoms in itertools.product(*factors[:len(matching)]):
+            q = [0] * len(types)
+            for (a, b), (_, k) in zip(matching, atoms):
+                q[a] = q[b] = k
+            coefs.append(mult * math.prod(sign for sign, _ in atoms))
+            ys.append([q[leg] for leg, t in enumerate(types) if t == "y"])
+            pairs = {}
+            for leg, t in enumerate(types):
+                if t[0] == "s":
+                    pairs.setdefault(t, []).append(q[leg])
+            selfs.append(list(pairs.values()))
+            slots.append(np.ravel_multi_index([q[leg] for leg in free], (p,) * len(free)) if free else 0)
+    A = len(coefs)
+    onehot = np.zeros((A, p ** len(free)))
+    onehot[np.arange(A), slots] = 1.0
+    return (np.array(coefs, dtype=float), np.array(ys, dtype=int).reshape(A, -1),
+            np.array(selfs, dtype=int).reshape(A, -1, 2), onehot)
+
+
+def _row_weights(types, weight, factors, rows):
+    """c (B, p, .., p): the row weights of one vertex on the pool indices of its edge legs, then its test legs,
+    summed over its alternatives (:func:`_row_program`), with the y~ legs and self pairs contracted."""
+    Y, Q = rows.Y, rows.Q
+    B, p = Y.shape
+    coefs, ys, selfs, onehot = _row_program(tuple(types), factors, p)
+    c = weight * coefs * np.prod(Y[:, ys], axis=2) * np.prod(Q[:, selfs[..., 0], selfs[..., 1]], axis=2)  # (B, A)
+    n_free = sum(1 for t in types if t[0] == "e" or t == "x")
+    return (c @ onehot).reshape((B,) + (p,) * n_free)
+
+
+def _with_tests(c, X, n_x):
+    """Contract the last n_x pool axes of c (B, .., p, .., p) with R s: (B, .., M, .., M)."""
+    for _ in range(n_x):  # the first remaining pool axis of a test leg -> a test axis at the end
+        c = np.einsum("i...p,ipo->i...o", np.moveaxis(c, c.ndim - n_x, -1), X)
+    return c
+
+
+def _row_graph_value(g, verts):
+    """Mean over the sampled rows of each vertex (a product of averages for two vertices) of one graph, free
+    test axes in order (vertex 0's, then vertex 1's), for vertices whose factors are sums of sampled rank-1
+    atoms sign x s_p s_p^T, s_p the vectors of a row of a pool.
+
+    verts[v] = (weight, rows (:class:`_Rows` of a pool (B_v, p, N)), factors): factors[f] = ((sign, pool index), ..) the atoms of the f-th
+    X factor (the pairs of the vertex legs fill the factors in order). Two vertices joined by e lines: the
+    vertex with fewer test legs (A, at most one) is reduced to L[i, p_1..p_e, o] and carried to the other one's
+    rows either through the B_A x B_B products prod_e s_{i p_e} Kinv s'_{j q_e} (one p_1..p_e at a time, as a
+    matrix product: O(B_A B_B p^(2e) M), memory O(B_A B_B p^e)) or, when cheaper (few points), through its
+    average with the e lines open (O((B_A + B_B) p^e N^e M)); one line factorizes, O((B_A + B_B) p N M).
+    """
+    edge_legs = [[] for _ in g.vertices]
+    for e, (i, j, c) in enumerate(g.edges):
+        for k in range(c):
+            edge_legs[i].append(("e", e, k))
+            edge_legs[j].append(("e", e, k))
+    cs = [_row_weights(_leg_types(v, legs), w, factors, rows) for v, legs, (w, rows, factors)
+          in zip(g.vertices, edge_legs, verts)]
+    feats = [rows for _, rows, _ in verts]
+    n_x = [v[1] for v in g.vertices]
+    if len(g.vertices) == 1:
+        return _with_tests(cs[0], feats[0].X, n_x[0]).mean(0)
+    if len(g.vertices) != 2:
+        raise ValueError(f"graph with {len(g.vertices)} vertices: the row evaluation handles one or two")
+    a, b = (0, 1) if n_x[0] <= n_x[1] else (1, 0)
+    KP, pool = feats[a].KP, feats[b].pool
+    e, p, q = len(edge_legs[0]), KP.shape[1], pool.shape[1]
+    L = _with_tests(cs[a], feats[a].X, n_x[a]).reshape(cs[a].shape[0], p ** e, -1)  # (B_A, p^e, M^x_A)
+    BA, BB, N, mx = L.shape[0], pool.shape[0], pool.shape[2], L.shape[2]
+    if e == 1:  # sum_i L[i, p] Kinv s_ip, then . s'_jq
+        W = np.einsum("no,jqn->ojq", np.einsum("ipo,ipn->no", L, KP), pool)
+    elif (BA * p ** e + BB * q ** e) * N ** e * mx < BA * BB * (p * q * N + (p * q) ** e * mx):
+        # few points: the averaged vertex A with its e lines open, T[n_1..n_e, o], then vertex B's rows
+        P, Q, Nl = "abcd"[:e], "ABCD"[:e], "klmn"[:e]
+        T = np.einsum(f"i{P}o," + ",".join(f"i{a}{k}" for a, k in zip(P, Nl)) + f"->{Nl}o",
+                      L.reshape((BA,) + (p,) * e + (mx,)), *[KP] * e, optimize="greedy")
+        W = np.einsum(f"{Nl}o," + ",".join(f"j{a}{k}" for a, k in zip(Q, Nl)) + f"->oj{Q}", T, *[pool] * e,
+                      optimize="greedy")
+        W = W.reshape(mx, BB, q ** e)
+    else:
+        G = np.einsum("ipn,jqn->ipjq", KP, pool)
+        W = 0.0
+        for k, ps in enumerate(itertools.product(range(p), repeat=e)):
+            H = 1.0
+            for t, pe in enumerate(ps):  # H[i, j, q_1..q_e] = prod_t G[i, p_t, j, q_t]
+                H = H * G[:, pe].reshape((G.shape[0], G.shape[2]) + (1,) * t + (q,) + (1,) * (e - 1 - t))
+            W = W + np.tensordot(L[:, k], H, axes=(0, 0))  # (M^x_A, B_B, q, .., q)
+        W = W.reshape(L.shape[2], pool.shape[0], q ** e)
+    # contract with vertex B: its rows, edge pool indices, then its test legs
+    cb = cs[b].reshape((cs[b].shape[0], q ** e) + (q,) * n_x[b])
+    out = _with_tests(np.einsum("ojq,jq...->jo...", W, cb), feats[b].X, n_x[b]).sum(0)
+    out = out / (L.shape[0] * pool.shape[0])
+    out = out.reshape((feats[0].X.shape[2],) * (n_x[a] + n_x[b]))
+    return out if a == 0 else np.moveaxis(out, list(range(n_x[a])), list(range(n_x[b], n_x[a] + n_x[b])))
 
 
 def _symmetrize(T):
@@ -253,6 +380,56 @@ def _kernel_shift_depth2(act, K1, K2, cw1, cw2, M4, r=1.0):
     return r * cw2 / 8 * np.einsum("abijkl,abijkl->ab", M4, V)
 
 
+# ---------------------------------------------------------------------------------- O(1/n^2), depth 1
+_BLOCK = 256  # rows per block of the two-vertex (kappa_4^2) product of averages
+
+
+def _second_order_terms(m):
+    """The generated eps^2 terms of c_m that survive at depth 1 (one kappa_6 vertex S or two U1 vertices;
+    dK1 = dK2 = U2 = 0 there, module docstring)."""
+    return [t for t in posterior_series(2)[(2, m)] if {v[0] for v in t.graphs[0].vertices} <= {"S", "U1"}]
+
+
+def _second_order_exact(Mexp, cw, n, yt, Kinv, R):
+    """Linear sigma, s = z ~ N(0, Mexp): sum_3 E[X (x) X] = 2 cw^2 sum_3 Mexp Mexp and sum_15 E[X (x) X (x) X]
+    = 8 cw^3 sum_15 Mexp Mexp Mexp (Isserlis: the 8 cycles through the three pairs), as fixed-matrix atoms."""
+    fixed = [(1.0, Mexp, None, None)]
+    atoms = {"S": [(8 * cw ** 3 / n ** 2, [fixed] * 3)], "U1": [(2 * cw ** 2 / n, [fixed] * 2)]}
+    return {m: math.factorial(m) * _symmetrize(np.asarray(sum(
+        float(t.coefficient) * _graph_value(t.graphs[0], [atoms[v[0]] for v in t.graphs[0].vertices], yt, Kinv, R)
+        for t in _second_order_terms(m)))) for m in (1, 2)}
+
+
+def _second_order_classes(rows, cw, n):
+    """Unbiased estimates {(m, "S" or "UU"): O(1/n^2) part of c_m from that class of graphs} from the
+    :class:`_Rows` of four independent neuron sets s (B, 4, N):
+
+    kappa_6 = (1/n^2) sum_15 E[X (x) X (x) X], X = cw (s s^T - <s s^T>), estimated by (X_1 - X_2) (x) (X_1 - X_3) (x)
+    (X_1 - X_4) with X_k = cw s_k s_k^T (every other product of the expansion has a lone independent centred
+    factor), and each kappa_4 vertex of the two-vertex graphs by (1/2n) (X_1 - X_2) (x) (X_1 - X_2) on its own
+    pair of sets (1, 2 and 3, 4), the two vertices averaged separately (a product of averages over blocks of
+    ``_BLOCK`` rows)."""
+    def diff(k):
+        return ((1, 0), (-1, k))
+    S = (cw ** 3 / n ** 2, rows, (diff(1), diff(2), diff(3)))
+    B = rows.pool.shape[0]
+    blocks = np.array_split(np.arange(B), -(-B // _BLOCK))
+    U = [[(0.5 * cw ** 2 / n, rows.take(b, vecs), (diff(1),) * 2) for vecs in (slice(0, 2), slice(2, 4))]
+         for b in blocks]
+    out = {}
+    for m in (1, 2):
+        for cls in ("S", "UU"):
+            tot = 0.0
+            for t in _second_order_terms(m):
+                g = t.graphs[0]
+                if (len(g.vertices) == 1) == (cls == "S"):
+                    val = (_row_graph_value(g, [S]) if cls == "S" else
+                           sum(_row_graph_value(g, pair) for pair in U) / len(U))
+                    tot = tot + float(t.coefficient) * val
+            out[(m, cls)] = math.factorial(m) * _symmetrize(np.asarray(tot))
+    return out
+
+
 # ---------------------------------------------------------------------------------- public
 def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, noise, n=1.0, order=1,
                     samples=4096, n_batches=16, seed=0) -> LargePosterior:
@@ -289,9 +466,12 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
     if depth > 2:
         raise ValueError(f"depth={depth} is not allowed: large_posterior handles depth 1 and 2 (the O(N^2) "
                          "response map is implemented for one propagation step)")
-    if isinstance(order, bool) or order != 1:
-        raise ValueError(f"order={order!r} is not allowed: only order = 1 (O(1/n)) is implemented at large N; "
-                         "use sft.predict.perturbative_posterior with full tensors for order 2 at small N")
+    if isinstance(order, bool) or order not in (1, 2):
+        raise ValueError(f"order={order!r} is not allowed: order = 1 (O(1/n)) or 2 (O(1/n^2), depth 1 only)")
+    if order == 2 and depth == 2:
+        raise ValueError("order=2 with depth=2 is not allowed: O(1/n^2) at depth 2 needs the 1/n corrections of V "
+                         "and G1 and the depth-2 six-point vertex at large N, not implemented; use depth=1, or "
+                         "sft.predict.perturbative_posterior with full tensors at small N")
     n = float(n)
     if not np.isfinite(n) or n <= 0:
         raise ValueError(f"n = {n}: the width must be a finite positive number")
@@ -326,10 +506,10 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
         G1 = _kernel_shift_depth2(act, Ks[0], Ks[1], cw[1], cw[2], M4)
     G1 = 0.5 * (G1 + G1.T) / n
 
-    mean = np.zeros((2, M))
+    mean = np.zeros((order + 1, M))
     mean[0] = K[np.ix_(test, train)] @ yt_t
     sig = K[np.ix_(test, test)] - K[np.ix_(test, train)] @ Kinv_t @ K[np.ix_(train, test)]
-    cov = np.zeros((2, M, M))
+    cov = np.zeros((order + 1, M, M))
     cov[0] = 0.5 * (sig + sig.T)
     shift = [(1.0, [[(1.0, G1, None, None)]])]
     rng = np.random.default_rng(seed)
@@ -365,5 +545,21 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
         shift_parts[m] = math.factorial(m) * _symmetrize(np.asarray(tot))
     mean[1] = est[1] + shift_parts[1]
     cov[1] = est[2] + shift_parts[2]
-    return LargePosterior(mean, cov, np.stack([np.zeros(M), err[1]]), np.stack([np.zeros((M, M)), err[2]]),
-                          shift_parts[1], shift_parts[2], B * n_batches, seed)
+    mean_err, cov_err = [np.zeros(M), err[1]], [np.zeros((M, M)), err[2]]
+    if order == 2:  # depth 1: one kappa_6 vertex or two kappa_4 vertices; own random stream (order 1 unchanged)
+        if act.slopes == (1.0, 1.0):
+            est2, err2 = _second_order_exact(Mn, cw[1], n, yt, Kinv, R), None
+        else:
+            rng2 = np.random.default_rng([seed, 2])
+            parts2 = []
+            for _ in range(n_batches):
+                pool = np.stack([_sample(act, F1, rng2, B)[1] for _ in range(4)], 1)
+                cls = _second_order_classes(_rows(pool, yt, Kinv, R), cw[1], n)
+                parts2.append({m: cls[(m, "S")] + cls[(m, "UU")] for m in (1, 2)})
+            est2 = {m: np.mean([p[m] for p in parts2], 0) for m in (1, 2)}
+            err2 = {m: np.std([p[m] for p in parts2], 0, ddof=1) / np.sqrt(n_batches) for m in (1, 2)}
+        mean[2], cov[2] = est2[1], est2[2]
+        mean_err.append(np.zeros(M) if err2 is None else err2[1])
+        cov_err.append(np.zeros((M, M)) if err2 is None else err2[2])
+    return LargePosterior(mean, cov, np.stack(mean_err), np.stack(cov_err), shift_parts[1], shift_parts[2],
+                          B * n_batches, seed)
