@@ -82,7 +82,12 @@ sliding motion, is not treated), deeper networks.
 
 Checks (tests/test_kink_crossing.py): relu trained ensembles (widths 256..2048, fit a + b / sqrt(n)) for
 the NTK change and the mean output; tanh intercepts consistent with 0; k = 1 against closed forms (relu,
-abs); the grid against exact enumeration of the sign sequences.
+abs); the grid against exact enumeration of the sign sequences. Measured once, longer (3 training + 1 test
+input of that file, C_W = 2, C_b = 0.1, k = 4, eta lambda_max(Theta_XX) = 1.29, float64, n = 128..4096,
+6000-8000 networks per width, fits a + b / sqrt(n)): relu, leaky_relu(0.2) and abs, all 9 NTK entries
+within |z| <= 1.8 of the theory (relu sqrt(n) E[dTheta_11] = -0.225 +- 0.004, theory -0.2295 +- 0.0008);
+mean outputs within |z| <= 2.9 (relu f(x_2): 0.1093 +- 0.0014 vs 0.1134; with a c/n term in the fit
+0.1127 +- 0.0029).
 """
 from __future__ import annotations
 
