@@ -99,7 +99,7 @@ def relu_fit():
 def test_relu_ensemble_matches_theory(relu_fit):
     (a, sa), (m, sm) = relu_fit
     th = kink_ntk_change(X[:3], Y, X[3:], activation="relu", C_W=CW, C_b=CB, learning_rate=ETA,
-                         n_steps=K_STEPS, n_samples=20000, seed=3)
+                         n_steps=K_STEPS, n_samples=10000, seed=3)
     for i, j in ENTRIES:
         z = (a[i, j] - th.ntk[i, j]) / math.hypot(sa[i, j], th.ntk_stderr[i, j])
         assert abs(z) < Z_MAX, (f"relu sqrt(n) E[dTheta_{i}{j}]: measured intercept {a[i, j]:.4f} +- {sa[i, j]:.4f}, "
