@@ -43,8 +43,10 @@ import numpy as np
 
 from . import vertex as fw
 from .meta_kernels import OutputMetaKernels, _NODES, _derivative_fns, _surjections
+from .ntk_variance import readout_ntk_covariance
 from ..kernels.activations import get_activation
-from ..conventions import (check_array, check_depth, check_int, layer_constants, pd_inverse, require_x64)
+from ..conventions import (check_array, check_depth, check_flag, check_int, check_widths, layer_constants,
+                           pd_inverse, require_x64)
 
 __all__ = ["batched_gaussian_means", "batched_meta_kernels", "cost_estimate"]
 
@@ -54,10 +56,12 @@ _KINDS = "sdet"
 _BLOCK = 2 ** 17  # nodes per compiled call (its pair factors: 12 d^2 float64 per node, ~ 200 MiB at d = 4)
 # the 8 four-factor products grouped by their right pair (slots 2, 3): {right: lefts (slots 0, 1)}
 _GROUPS = {"dd": ("es", "td", "dd", "ee"), "ds": ("ed", "ds"), "ss": ("dd",), "sd": ("de",)}
+# with the NTK statistics (ntk=True): also <s s s s> and <s s d d> (A, D of ntk_step_multi)
+_GROUPS_NTK = {"dd": ("es", "td", "dd", "ee", "ss"), "ds": ("ed", "ds"), "ss": ("dd", "ss"), "sd": ("de",)}
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _pair_products(fn, z, w):
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _pair_products(fn, z, w, groups):
     """{right: M (S, #lefts, d, d, d, d)}, M[s, i, a, b, c, e] = sum_p w_sp L_i[a, b] R[c, e] with
     L_i = f(z_a) g(z_b) for the pair (f, g) = _GROUPS[right][i], R likewise; z (S, P, d), w (S, P).
     One (#lefts d^2 x P) (P x d^2) matrix product per right pair."""
@@ -65,13 +69,13 @@ def _pair_products(fn, z, w):
     S, P, d = z.shape
     pair = lambda k: (V[k[0]][..., :, None] * V[k[1]][..., None, :]).reshape(S, P, d * d)  # noqa: E731
     out = {}
-    for right, lefts in _GROUPS.items():
+    for right, lefts in groups:
         L = w[:, :, None] * jnp.concatenate([pair(k) for k in lefts], 2)
         out[right] = jnp.einsum("spa,spb->sab", L, pair(right)).reshape(S, len(lefts), d, d, d, d)
     return out
 
 
-def _four_point(fn, z, w, step):
+def _four_point(fn, z, w, step, groups):
     """_pair_products over a chunk of subsets (padded to ``step`` subsets) or, for P > _BLOCK nodes per
     subset, over node blocks of one subset (padded with zero weights): fixed shapes, one compilation each."""
     S, P, d = z.shape
@@ -79,15 +83,16 @@ def _four_point(fn, z, w, step):
         pad = step - S
         zp = np.concatenate([z, np.zeros((pad, P, d))]) if pad else z
         wp = np.concatenate([w, np.zeros((pad, P))]) if pad else w
-        return {k: np.asarray(v)[:S] for k, v in _pair_products(fn, jnp.asarray(zp), jnp.asarray(wp)).items()}
-    M = {k: 0.0 for k in _GROUPS}
+        return {k: np.asarray(v)[:S] for k, v in _pair_products(fn, jnp.asarray(zp), jnp.asarray(wp),
+                                                                 groups).items()}
+    M = {k: 0.0 for k, _ in groups}
     for lo in range(0, P, _BLOCK):
         zb, wb = z[:, lo:lo + _BLOCK], w[:, lo:lo + _BLOCK]
         pad = _BLOCK - zb.shape[1]
         if pad:
             zb = np.concatenate([zb, np.zeros((S, pad, d))], 1)
             wb = np.concatenate([wb, np.zeros((S, pad))], 1)
-        for k, v in _pair_products(fn, jnp.asarray(zb), jnp.asarray(wb)).items():
+        for k, v in _pair_products(fn, jnp.asarray(zb), jnp.asarray(wb), groups).items():
             M[k] = M[k] + np.asarray(v)
     return M
 
@@ -98,7 +103,7 @@ def _rule_stack(K, subsets, n):
     return fw._rule_batch(fw._cholesky(K[subsets[:, :, None], subsets[:, None, :]]), n, fw._CUTS.get(d, 8.0))
 
 
-def batched_gaussian_means(K, *, activation, n_nodes=None, dims=(1, 2, 3, 4), out=None):
+def batched_gaussian_means(K, *, activation, n_nodes=None, dims=(1, 2, 3, 4), out=None, ntk=False):
     """All Gaussian means one layer of the recursion needs, at kernel K (N, N), for every input tuple.
 
     Returns {kinds: (N,)*4} for the four-factor products (kinds as in :mod:`sft.finite.meta_kernels`:
@@ -107,6 +112,12 @@ def batched_gaussian_means(K, *, activation, n_nodes=None, dims=(1, 2, 3, 4), ou
     product times (K_S^-1 z)_c). n_nodes: {d: nodes per side} overriding the defaults of meta_kernels
     (n = 96, 64, 32, 20 for d = 1..4). dims: the subset sizes to integrate; out: a dict of this form whose
     entries for those sizes are overwritten (None: zeros).
+
+    ntk=True adds what :func:`sft.finite.ntk_step_multi` needs for A, D and Theta1: "ssss", "ssdd" (N,)*4
+    (two more products in the same pass), "Hss", "Hdd" (N,)*4 = <d_c d_e (s_a s_b)>, <d_c d_e (d_a d_b)>
+    (nonzero only for c, e in {a, b}) and "Hdd4" = [(subsets (S, d), T (S, d, d, d, d, d, d))] for d = 1, 2,
+    T[s, i, j, c, e, f, g] = <d d d d (d_a d_b)> on the inputs of subset s (the second and fourth Hermite
+    tensors of the subset, as ntk_step_multi; kept per pair, not as an (N,)*6 tensor).
 
     >>> K = np.array([[1.0, 0.3], [0.3, 0.8]])
     >>> m = batched_gaussian_means(K, activation="erf")
@@ -130,10 +141,16 @@ def batched_gaussian_means(K, *, activation, n_nodes=None, dims=(1, 2, 3, 4), ou
             raise ValueError(f"n_nodes={n_nodes!r} is not allowed: give a dict {{d: nodes per side}} with d in 1..4")
         nodes.update({d: check_int(f"n_nodes[{d}]", v, 1) for d, v in n_nodes.items()})
     fns = _derivative_fns(act.fn)
+    groups = _GROUPS_NTK if ntk else _GROUPS
+    four = _FOUR + (("ssss", "ssdd") if ntk else ())
     if out is None:
-        out = {k: np.zeros((N,) * 4) for k in _FOUR}
+        out = {k: np.zeros((N,) * 4) for k in four}
         out.update({k: np.zeros((N, N)) for k in _TWO})
         out.update({k: np.zeros((N, N, N)) for k in ("Yds", "Yed")})
+        if ntk:
+            out.update({k: np.zeros((N,) * 4) for k in ("Hss", "Hdd")}, Hdd4=[])
+    if ntk:
+        out["Hdd4"] = [h for h in out["Hdd4"] if h[0].shape[1] not in dims]
     for d in (d for d in dims if d <= N):
         subsets = np.array(list(itertools.combinations(range(N), d)), dtype=int)
         s4, P = _surjections(d, 4), (2 * nodes[d]) ** d
@@ -141,14 +158,15 @@ def batched_gaussian_means(K, *, activation, n_nodes=None, dims=(1, 2, 3, 4), ou
         for lo in range(0, len(subsets), step):
             S = subsets[lo:lo + step]
             z, w = _rule_stack(K, S, nodes[d])
-            M = _four_point(act.fn, z, w, step)
-            for kinds in _FOUR:
-                Mk = M[kinds[2:]][:, _GROUPS[kinds[2:]].index(kinds[:2])]  # (S, d, d, d, d)
+            M = _four_point(act.fn, z, w, step, tuple(groups.items()))
+            for kinds in four:
+                Mk = M[kinds[2:]][:, groups[kinds[2:]].index(kinds[:2])]  # (S, d, d, d, d)
                 out[kinds][tuple(S[:, s4].transpose(2, 0, 1))] = Mk[(slice(None),) + tuple(s4.T)]
             if d <= 2:
                 s2 = _surjections(d, 2)
                 V = {k: np.asarray(fns[_KINDS.index(k)](z), dtype=np.float64) for k in _KINDS}
-                y = np.einsum("spa,sab->spb", z, pd_inverse("K", K[S[:, :, None], S[:, None, :]]))
+                Kinv = pd_inverse("K", K[S[:, :, None], S[:, None, :]])
+                y = np.einsum("spa,sab->spb", z, Kinv)
                 idx = tuple(S[:, s2].transpose(2, 0, 1))
                 for kinds in _TWO:
                     M2 = np.einsum("sp,spa,spb->sab", w, V[kinds[0]], V[kinds[1]])
@@ -157,6 +175,39 @@ def batched_gaussian_means(K, *, activation, n_nodes=None, dims=(1, 2, 3, 4), ou
                     M3 = np.einsum("sp,spa,spb,spc->sabc", w, V[k0], V[k1], y)
                     for c in range(d):
                         out[name][idx + (S[:, c][:, None],)] = M3[(slice(None),) + tuple(s2.T) + (c,)]
+                if ntk:
+                    _hermite_means(out, S, w, V, y, Kinv, s2)
+    return out
+
+
+def _hermite_means(out, S, w, V, y, Kinv, s2):
+    """<d_c d_e (f_a f_b)> = <f_a f_b He2_ce> (f = s, d) and <d^4 (d_a d_b)> = <d_a d_b He4> on the subsets
+    S (n_S, d) of one size: He2 = y y - K^-1, He4 as sft.finite.ntk_variance._hermite, y = K_S^-1 z."""
+    o = np.einsum
+    d = S.shape[1]
+    H2 = o("spc,spe->spce", y, y) - Kinv[:, None]
+    H4 = o("spb,spc,spd,spe->spbcde", y, y, y, y)
+    for (i, j), (k, m) in (("bc", "de"), ("bd", "ce"), ("be", "cd")):
+        H4 = H4 - o(f"s{i}{j},sp{k},sp{m}->spbcde", Kinv, y, y) - o(f"s{k}{m},sp{i},sp{j}->spbcde", Kinv, y, y)
+        H4 = H4 + o(f"s{i}{j},s{k}{m}->sbcde", Kinv, Kinv)[:, None]
+    pairs = tuple(S[:, s2].transpose(2, 0, 1))
+    for name, k in (("Hss", "s"), ("Hdd", "d")):
+        M = o("sp,spi,spj,spce->sijce", w, V[k], V[k], H2)
+        for c, e in itertools.product(range(d), repeat=2):
+            out[name][pairs + (S[:, c][:, None], S[:, e][:, None])] = M[(slice(None),) + tuple(s2.T) + (c, e)]
+    out["Hdd4"].append((S, o("sp,spi,spj,spcefg->sijcefg", w, V["d"], V["d"], H4)))
+
+
+def _hdd4_contract(hdd4, V, N):
+    """sum_{cefg} <d_c d_e d_f d_g (d_a d_b)> V_cefg (N, N), from the per-subset tensors "Hdd4" of
+    batched_gaussian_means(ntk=True) (the derivatives of a pair (a, b) act on its own <= 2 inputs only)."""
+    out = np.zeros((N, N))
+    for S, T in hdd4:
+        s2 = _surjections(S.shape[1], 2)
+        VS = V[S[:, :, None, None, None], S[:, None, :, None, None], S[:, None, None, :, None],
+               S[:, None, None, None, :]]
+        C = np.einsum("sijcefg,scefg->sij", T, VS)
+        out[tuple(S[:, s2].transpose(2, 0, 1))] = C[(slice(None),) + tuple(s2.T)]
     return out
 
 
@@ -191,17 +242,52 @@ def _meta_step(g, Th, Bt, Ft, state, r, C_W):
     return Pn, Qn, Rn, Sn, Tn, Un
 
 
-def batched_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None, n_nodes=None, ntk_nodes=None):
-    """dntk_f, ddntk_I, ddntk_II (N,)*4 and K, Theta (N, N) of the readout for any N inputs x (N, n_0), smooth sigma.
+def _ntk_step(g, Th, V, G1, A, D, F, Th1, G1_next, r, C_W):
+    """A, D, Theta1 of layer l + 1 (the formulas of :func:`sft.finite.ntk_step_multi`, same order) from the
+    means g of batched_gaussian_means(ntk=True) at K^(l); V, G1 of layers l and G1 of l + 1 from
+    :func:`sft.finite.multi_input`. The products with the sparse Hermite tensors are dense einsums (N^6
+    flops, N^4 memory) except the fourth-order one (per pair of inputs)."""
+    o = functools.partial(np.einsum, optimize=True)
+    N = Th.shape[0]
+    S2, D2, S4, D4, SSDD = g["ss"], g["dd"], g["ssss"], g["dddd"], g["ssdd"]
+    outer = lambda a, b: np.einsum("ab,cd->abcd", a, b)  # noqa: E731
+    chi = C_W * D2
+    P = 0.5 * C_W * (g["Hss"] + Th[:, :, None, None] * g["Hdd"])
+    Ps = 0.5 * C_W * g["Hss"]
+    ss_x = S4 - outer(S2, S2) + Th[None, None] * (SSDD - outer(S2, D2))
+    cov_X = ss_x + Th[:, :, None, None] * (SSDD.transpose(2, 3, 0, 1) - outer(D2, S2)
+                                           + Th[None, None] * (D4 - outer(D2, D2)))
+    PD = o("abij,ijcd->abcd", P, D) * chi[None, None]
+    VP = o("ijkl,cdkl->ijcd", V, P)
+    A_n = C_W ** 2 * cov_X + r * (o("abij,ijcd->abcd", P, VP) + PD + PD.transpose(2, 3, 0, 1) + outer(chi, chi) * A)
+    D_n = C_W ** 2 * ss_x + r * (o("abij,ijcd->abcd", Ps, VP) + o("abij,ijcd->abcd", Ps, D) * chi[None, None])
+    Hd = g["Hdd"]
+    Th1_n = G1_next + r * (chi * Th1 + 0.5 * C_W * (o("abcd,cd->ab", Hd, G1) * Th + o("abcd,cdab->ab", Hd, D))
+                           + C_W * o("abcd,acbd->ab", Hd, F) + C_W / 8 * _hdd4_contract(g["Hdd4"], V, N) * Th)
+    return A_n, D_n, Th1_n
+
+
+def batched_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None, n_nodes=None, ntk_nodes=None,
+                         ntk_statistics=False):
+    """dntk_f, ddntk_I, ddntk_II (N,)*4 and K, Theta (N, N) of the readout for any N inputs x (N, n_0), smooth
+    sigma; with ``ntk_statistics=True`` also G1, V, Theta1, ntk_cov, ntk_f2 (every field of
+    :func:`sft.finite.output_meta_kernels`, so :func:`sft.predict.trained_ensemble_gd` / ``_flow`` run on it).
 
     Arguments as :func:`sft.finite.output_meta_kernels` (same normalization: coefficients of 1/n, n = n_L);
     n_nodes as :func:`batched_gaussian_means`; ntk_nodes: {d: nodes} for the means of the K, Theta, B, F
-    recursion on subsets of d <= 2 inputs (None: as n_nodes). ``ntk_nodes={1: 48, 2: 32}`` reproduces the
-    rules of :func:`sft.finite.ntk_fluctuations_multi` (hence output_meta_kernels to rounding); those are
-    ~5e-10 (relative) less accurate than the default at N = 3, depth 2 (measured against 160/100/48 nodes).
-    Returns an :class:`sft.finite.OutputMetaKernels` whose
-    G1, V, Theta1, ntk_cov, ntk_f2 fields are None (not computed here) and dntk_f3 is zeros((N,)*6) only for
-    N <= 4 (None above: it vanishes at this order).
+    (and A, D, Theta1) recursion on subsets of d <= 2 inputs (None: as n_nodes). ``ntk_nodes={1: 48, 2: 32}``
+    reproduces the rules of :func:`sft.finite.ntk_fluctuations_multi` (hence output_meta_kernels to
+    rounding); those are ~5e-10 (relative) less accurate than the default at N = 3, depth 2 (measured
+    against 160/100/48 nodes).
+
+    ntk_statistics: False: G1, V, Theta1, ntk_cov, ntk_f2 are None (not computed). True: V, G1 from
+    :func:`sft.finite.multi_input` (any N, with its size limits) and A, D, Theta1 by the recursion of
+    :func:`sft.finite.ntk_fluctuations_multi` (same formulas, ``_ntk_step``), whose means ("ssss", "ssdd"
+    and the Hermite-weighted pair means) are added to the same batched pass; every entry involves <= 4
+    inputs, so nothing limits N but time and the N^4 tensors. Readout as output_meta_kernels: ntk_cov =
+    A + B_(ac)(bd) + B_(ad)(bc), ntk_f2 = D_(cd)(ab) + F_(ac)(bd) + F_(ad)(bc).
+    dntk_f3 is zeros((N,)*6) for N <= 4 and None above: it vanishes at this order (derivations/meta_kernels.py,
+    "Why E[dH f f f] has no connected part"), and :mod:`sft.predict.trained_ensemble` reads None as zero.
 
     >>> x = np.array([[1.0, 0.5]])
     >>> out = batched_meta_kernels(x, depth=2, activation="erf", C_W=1.5, C_b=0.1, ntk_nodes={1: 48})
@@ -216,6 +302,7 @@ def batched_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None, n_nodes
         raise ValueError(f"activation={activation!r} is not allowed: batched_meta_kernels is for smooth sigma "
                          "(kinked: sft.finite.output_meta_kernels; linear: "
                          "sft.finite.meta_kernel_contractions.linear_meta_kernels)")
+    ntk_statistics = check_flag("ntk_statistics", ntk_statistics)
     depth = check_depth(depth)
     cw, cb = layer_constants(depth, C_W, C_b)
     r = fw.width_ratios(widths, depth)
@@ -223,15 +310,20 @@ def batched_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None, n_nodes
     N = x.shape[0]
     K = cb[0] + cw[0] * (x @ x.T) / x.shape[1]
     Th = K
-    z4 = np.zeros((N,) * 4)
+    z4, z2 = np.zeros((N,) * 4), np.zeros((N, N))
     Bt, Ft, state = z4, z4, (z4,) * 6
+    if ntk_statistics:
+        mi = fw.multi_input(x, depth=depth, activation=act, C_W=cw, C_b=cb, widths=widths)
+        At, Dt, Th1 = z4, z4, z2
     for l in range(depth):
-        g = batched_gaussian_means(K, activation=act, n_nodes=n_nodes)
+        g = batched_gaussian_means(K, activation=act, n_nodes=n_nodes, ntk=ntk_statistics)
         C = cw[l + 1]
         state = _meta_step(g, Th, Bt, Ft, state, r[l], C)
         if ntk_nodes is not None:
-            g = batched_gaussian_means(K, activation=act, n_nodes=ntk_nodes, dims=(1, 2),
-                                       out={k: np.array(v) for k, v in g.items()})
+            g = batched_gaussian_means(K, activation=act, n_nodes=ntk_nodes, dims=(1, 2), ntk=ntk_statistics,
+                                       out={k: (list(v) if k == "Hdd4" else np.array(v)) for k, v in g.items()})
+        if ntk_statistics:
+            At, Dt, Th1 = _ntk_step(g, Th, mi.V[l], mi.G1[l], At, Dt, Ft, Th1, mi.G1[l + 1], r[l], C)
         chi = C * g["dd"]
         Bt = (C ** 2 * g["dddd"] * np.einsum("xz,yw->xyzw", Th, Th)
               + r[l] * np.einsum("xy,zw,xyzw->xyzw", chi, chi, Bt))
@@ -242,8 +334,14 @@ def batched_meta_kernels(x, *, depth, activation, C_W, C_b, widths=None, n_nodes
     P, Q, R, S, T, U = state
     dntk_f = P + Q + Q.transpose(0, 2, 1, 3)
     ddI = R + R.transpose(0, 3, 1, 2) + R.transpose(0, 2, 3, 1)
-    return OutputMetaKernels(K, None, None, Th, None, None, None, dntk_f,
-                             np.zeros((N,) * 6) if N <= 4 else None, ddI, S + T + U, widths)
+    ntk = (None,) * 5
+    if ntk_statistics:
+        ntk = (mi.G1[-1], mi.V[-1], Th1, readout_ntk_covariance(At, Bt),
+               Dt.transpose(2, 3, 0, 1) + Ft.transpose(0, 2, 1, 3) + Ft.transpose(0, 2, 3, 1))
+    G1, V, Th1, ntk_cov, ntk_f2 = ntk
+    return OutputMetaKernels(K, G1, V, Th, Th1, ntk_cov, ntk_f2, dntk_f,
+                             np.zeros((N,) * 6) if N <= 4 else None, ddI, S + T + U,
+                             None if widths is None else check_widths(widths))
 
 
 def cost_estimate(N, n_nodes=None):
