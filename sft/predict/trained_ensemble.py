@@ -64,7 +64,9 @@ fitted as c1 + c2/n: mean, covariance, NTK change and test error within Z_MAX si
 or the ddNTK fails; gradient flow = the eta -> 0 limit of GD (Richardson), and at t = inf the training
 outputs interpolate (both corrections vanish there). Inputs: the meta-kernels
 (:func:`sft.finite.meta_kernels.output_meta_kernels`, or any object with the fields K, G1, Theta, Theta1,
-ntk_cov, ntk_f2, dntk_f, dntk_f3, ddntk_I, ddntk_II).
+ntk_cov, ntk_f2, dntk_f, dntk_f3, ddntk_I, ddntk_II; dntk_f3 may be None, read as zero: it vanishes at this
+order, derivations/meta_kernels.py; any number of inputs: sft.finite.meta_kernels_batched.batched_meta_kernels
+with ntk_statistics=True).
 
 Scope: any depth and widths that the meta-kernels cover; smooth activations. For kinked activations (relu)
 the ddNTK diverges at coinciding inputs (output_meta_kernels returns inf) and a ValueError says so: the
@@ -206,7 +208,8 @@ def _compute(static, y, schedule, mk):
     V = vecs.T.reshape(N * N, N, N)  # ntk_cov = sum_k lam_k V_k (x) V_k
     PD = jnp.moveaxis(mk["dntk_f"], 3, 0)  # (c, N, N, N): E[dH f_c] / (1/n)
     F2 = jnp.moveaxis(mk["ntk_f2"], (2, 3), (0, 1)).reshape(N * N, N, N)  # [(c, d)]
-    Q3 = jnp.moveaxis(mk["dntk_f3"], (3, 4, 5), (0, 1, 2)).reshape(N ** 3, N, N, N)  # [(e, d, c)]
+    Q3 = None if mk["dntk_f3"] is None else \
+        jnp.moveaxis(mk["dntk_f3"], (3, 4, 5), (0, 1, 2)).reshape(N ** 3, N, N, N)  # [(e, d, c)]
     rep = lambda a, r: jnp.repeat(a, r, axis=0)
     til = lambda a, r: jnp.tile(a, (r,) + (1,) * (a.ndim - 1))
     pts = lambda f, H=Theta: _points(N, f.shape[0], f=f, H=H)
@@ -232,12 +235,14 @@ def _compute(static, y, schedule, mk):
         ("T2_a", pts(til(E, N)), _points(N, N * N, D=til(PD, N))),   # g_d(e_d)
         ("T2_b", pts(rep(Kf, N)), _points(N, N * N, D=til(PD, N))),  # g_d(K e_e)
         ("T2_0", pts(jnp.zeros((N * N, N))), _points(N, N * N, D=til(PD, N))),
-        ("T3_ab", pts(til(ec_ed, N)), _points(N, N ** 3, D=Q3)),    # (e, d, c): f = e_d + e_c
-        ("T3_a", pts(til(rep(E, N), N)), _points(N, N ** 3, D=Q3)),  # f = e_d
-        ("T3_b", pts(til(E, N * N)), _points(N, N ** 3, D=Q3)),      # f = e_c
-        ("T3_0", pts(jnp.zeros((N ** 3, N))), _points(N, N ** 3, D=Q3)),
         ("m_dd", pts(rule_f), _points(N, nR, s=jnp.ones(nR))),      # Phi_ddH on the rule
     ]
+    if Q3 is not None:  # None: dntk_f3 = 0 (it vanishes at this order), its N^3 directions skipped
+        blocks += [
+            ("T3_ab", pts(til(ec_ed, N)), _points(N, N ** 3, D=Q3)),    # (e, d, c): f = e_d + e_c
+            ("T3_a", pts(til(rep(E, N), N)), _points(N, N ** 3, D=Q3)),  # f = e_d
+            ("T3_b", pts(til(E, N * N)), _points(N, N ** 3, D=Q3)),      # f = e_c
+            ("T3_0", pts(jnp.zeros((N ** 3, N))), _points(N, N ** 3, D=Q3))]
     out = _run_blocks(d1, blocks)
     # ---------------- second derivatives
     blocks2 = [
@@ -267,7 +272,8 @@ def _compute(static, y, schedule, mk):
              + sym(jnp.einsum("dtx,tyd->txy", X2, B)))
     T1 = rule(out["T1"], N)  # (e, T, N)
     T2 = (out["T2_ab"] - out["T2_a"] - out["T2_b"] + out["T2_0"]).reshape(N, N, *a.shape).sum(1)
-    T3 = 0.5 * (out["T3_ab"] - out["T3_a"] - out["T3_b"] + out["T3_0"]).reshape(N, N * N, *a.shape).sum(1)
+    T3 = 0.0 if Q3 is None else \
+        0.5 * (out["T3_ab"] - out["T3_a"] - out["T3_b"] + out["T3_0"]).reshape(N, N * N, *a.shape).sum(1)
     c_dntk = sym(jnp.einsum("etx,tye->txy", T1 + T2 + T3, B))
     c_ddntk = sym(jnp.einsum("etx,tye->txy", rule(out["U"], N), B))
     c_kernel = jnp.einsum("txi,ij,tyj->txy", B, mk["G1"], B)
@@ -470,11 +476,18 @@ def _meta(meta_kernels, n_train, y_train):
     if missing:
         raise ValueError(f"meta_kernels lacks the fields {missing}: pass the OutputMetaKernels of "
                          "sft.finite.meta_kernels.output_meta_kernels (fields " + ", ".join(_FIELDS) + ")")
-    mk = {k: np.asarray(getattr(meta_kernels, k), dtype=np.float64) for k in _FIELDS}
+    unset = [k for k in _FIELDS if k != "dntk_f3" and getattr(meta_kernels, k) is None]
+    if unset:
+        raise ValueError(f"meta_kernels.{unset[0]} is None: the trained ensemble needs every field {unset} "
+                         "(sft.finite.meta_kernels_batched.batched_meta_kernels computes them with "
+                         "ntk_statistics=True)")
+    # dntk_f3 = None: zero (it vanishes at this order; batched_meta_kernels for N > 4 returns None)
+    mk = {k: None if k == "dntk_f3" and meta_kernels.dntk_f3 is None else
+          np.asarray(getattr(meta_kernels, k), dtype=np.float64) for k in _FIELDS}
     N = mk["K"].shape[0] if mk["K"].ndim == 2 else -1
     ranks = dict(K=2, G1=2, Theta=2, Theta1=2, ntk_cov=4, ntk_f2=4, dntk_f=4, dntk_f3=6, ddntk_I=4,
                  ddntk_II=4)
-    for k, nd in ranks.items():
+    for k, nd in ((k, nd) for k, nd in ranks.items() if mk[k] is not None):
         if mk[k].shape != (N,) * nd:
             raise ValueError(f"meta_kernels.{k} has shape {mk[k].shape}: it must be {(N,) * nd} "
                              f"(N = {N} inputs, from meta_kernels.K)")
