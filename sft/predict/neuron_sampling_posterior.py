@@ -47,6 +47,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import numbers
 import string
 from typing import NamedTuple
 
@@ -279,8 +280,9 @@ def _row_weights(types, weight, factors, rows):
 
 def _with_tests(c, X, n_x):
     """Contract the last n_x pool axes of c (B, .., p, .., p) with R s: (B, .., M, .., M)."""
-    for _ in range(n_x):  # the first remaining pool axis of a test leg -> a test axis at the end
-        c = np.einsum("i...p,ipo->i...o", np.moveaxis(c, c.ndim - n_x, -1), X)
+    for _ in range(n_x):  # the first remaining pool axis of a test leg -> a test axis at the end (batched matmul)
+        c = np.moveaxis(c, c.ndim - n_x, -1)
+        c = (c.reshape(c.shape[0], -1, c.shape[-1]) @ X).reshape(c.shape[:-1] + X.shape[2:])
     return c
 
 
@@ -315,7 +317,8 @@ def _row_graph_value(g, verts):
     L = _with_tests(cs[a], feats[a].X, n_x[a]).reshape(cs[a].shape[0], p ** e, -1)  # (B_A, p^e, M^x_A)
     BA, BB, N, mx = L.shape[0], pool.shape[0], pool.shape[2], L.shape[2]
     if e == 1:  # sum_i L[i, p] Kinv s_ip, then . s'_jq
-        W = np.einsum("no,jqn->ojq", np.einsum("ipo,ipn->no", L, KP), pool)
+        W = ((pool.reshape(-1, N) @ (KP.reshape(-1, N).T @ L.reshape(-1, mx))).T
+             .reshape(mx, BB, q))
     elif (BA * p ** e + BB * q ** e) * N ** e * mx < BA * BB * (p * q * N + (p * q) ** e * mx):
         # few points: the averaged vertex A with its e lines open, T[n_1..n_e, o], then vertex B's rows
         P, Q, Nl = "abcd"[:e], "ABCD"[:e], "klmn"[:e]
@@ -325,7 +328,7 @@ def _row_graph_value(g, verts):
                       optimize="greedy")
         W = W.reshape(mx, BB, q ** e)
     else:
-        G = np.einsum("ipn,jqn->ipjq", KP, pool)
+        G = (KP.reshape(-1, N) @ pool.reshape(-1, N).T).reshape(BA, p, BB, q)
         W = 0.0
         for k, ps in enumerate(itertools.product(range(p), repeat=e)):
             H = 1.0
@@ -381,7 +384,7 @@ def _kernel_shift_depth2(act, K1, K2, cw1, cw2, M4, r=1.0):
 
 
 # ---------------------------------------------------------------------------------- O(1/n^2), depth 1
-_BLOCK = 256  # rows per block of the two-vertex (kappa_4^2) product of averages
+_BLOCK = 64  # rows per block of the two-vertex (kappa_4^2) product of averages
 
 
 def _second_order_terms(m):
@@ -466,7 +469,7 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
     if depth > 2:
         raise ValueError(f"depth={depth} is not allowed: large_posterior handles depth 1 and 2 (the O(N^2) "
                          "response map is implemented for one propagation step)")
-    if isinstance(order, bool) or order not in (1, 2):
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or order not in (1, 2):
         raise ValueError(f"order={order!r} is not allowed: order = 1 (O(1/n)) or 2 (O(1/n^2), depth 1 only)")
     if order == 2 and depth == 2:
         raise ValueError("order=2 with depth=2 is not allowed: O(1/n^2) at depth 2 needs the 1/n corrections of V "
