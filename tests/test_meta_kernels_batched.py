@@ -42,7 +42,7 @@ def test_all_fields_equal_output_meta_kernels():
 N, N0 = 5, 6
 # well-conditioned: every 4-input block of K1 has eigenvalues >= 0.2 (the nested rule of gaussian_rule with
 # reduced nodes loses accuracy on near-singular blocks: with 3 features, a block with eigenvalue 2e-4 gave
-# ntk_cov 10% off at n_4 = 10 nodes, 1% at the default 20)
+# an entry of ntk_cov 11% below its value at the default nodes)
 X5 = 0.7 * np.random.default_rng(3).normal(size=(N, N0))
 CW, CB = (1.6, 1.3), (0.2, 0.1)
 C = math.sqrt(CW[1])
