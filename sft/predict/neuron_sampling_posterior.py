@@ -286,6 +286,17 @@ def _with_tests(c, X, n_x):
     return c
 
 
+def _row_sum(c, X, n_x):
+    """sum over the rows of c (B, .., p, .., p) with its last n_x pool axes contracted with R s: (.., M, .., M);
+    the last test leg is summed with the rows as one matrix product (no (B, M, .., M) intermediate)."""
+    if n_x == 0:
+        return c.sum(0)
+    c = np.moveaxis(_with_tests(c, X, n_x - 1), c.ndim - n_x, 1)  # (B, p, .., M^(n_x - 1))
+    rest = c.shape[2:]
+    out = X.reshape(-1, X.shape[2]).T @ c.reshape(c.shape[0] * c.shape[1], -1)
+    return np.moveaxis(out.reshape((X.shape[2],) + rest), 0, -1)
+
+
 def _row_graph_value(g, verts):
     """Mean over the sampled rows of each vertex (a product of averages for two vertices) of one graph, free
     test axes in order (vertex 0's, then vertex 1's), for vertices whose factors are sums of sampled rank-1
@@ -308,7 +319,7 @@ def _row_graph_value(g, verts):
     feats = [rows for _, rows, _ in verts]
     n_x = [v[1] for v in g.vertices]
     if len(g.vertices) == 1:
-        return _with_tests(cs[0], feats[0].X, n_x[0]).mean(0)
+        return _row_sum(cs[0], feats[0].X, n_x[0]) / cs[0].shape[0]
     if len(g.vertices) != 2:
         raise ValueError(f"graph with {len(g.vertices)} vertices: the row evaluation handles one or two")
     a, b = (0, 1) if n_x[0] <= n_x[1] else (1, 0)
@@ -338,7 +349,7 @@ def _row_graph_value(g, verts):
         W = W.reshape(L.shape[2], pool.shape[0], q ** e)
     # contract with vertex B: its rows, edge pool indices, then its test legs
     cb = cs[b].reshape((cs[b].shape[0], q ** e) + (q,) * n_x[b])
-    out = _with_tests(np.einsum("ojq,jq...->jo...", W, cb), feats[b].X, n_x[b]).sum(0)
+    out = _row_sum(np.einsum("ojq,jq...->jo...", W, cb), feats[b].X, n_x[b])
     out = out / (L.shape[0] * pool.shape[0])
     out = out.reshape((feats[0].X.shape[2],) * (n_x[a] + n_x[b]))
     return out if a == 0 else np.moveaxis(out, list(range(n_x[a])), list(range(n_x[b], n_x[a] + n_x[b])))

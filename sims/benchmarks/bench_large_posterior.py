@@ -12,7 +12,14 @@ Measured (this machine, load average printed):
 - reference in the same run: multi_input at depth 2 for N = 6 and 8 (seconds), extrapolated to N = 200
   by its cost C(N, 4) (four-input integrals dominate), with the memory of its N^4 tensors, (2 depth + 8) N^4 8 bytes.
 
+O(1/n^2) (``--part order2``, depth 1, same data, tanh and ReLU): large_posterior(order=2) with ``--samples``
+rows of four neurons each, seconds and peak memory of the call and the relative Monte Carlo error of mean[2], cov[2]
+(and of mean[1], cov[1] from the same call); references measured in the same run: the order-1 call (ratio), the
+machine's float64 matrix-product rate (the call's time in 200 x 200 x 200 products), and the size of the
+full-tensor route's kappa_6 at N = 200 (N^6 x 8 bytes; not computable).
+
 Usage (repository root): PYTHONPATH=. python sims/benchmarks/bench_large_posterior.py [--samples S] [--noise s2]
+[--part all|order1|order2]
 """
 from __future__ import annotations
 
@@ -38,13 +45,65 @@ def two_class_data(seed=0, P=100, M=100, d=50):
     return x[:P], c[:P].astype(float), x[P:]
 
 
+def _timed(**kw):
+    """large_posterior(**kw), its seconds and peak traced memory (MiB)."""
+    tracemalloc.start()
+    t = time.perf_counter()
+    out = large_posterior(**kw)
+    sec = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    tracemalloc.stop()
+    return out, sec, peak
+
+
+def matmul_seconds(N=200, repeats=20):
+    """Seconds of one float64 N x N x N matrix product on this machine (best of ``repeats``)."""
+    a = np.random.default_rng(0).standard_normal((2, N, N))
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a[0] @ a[1]
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def order2(args, xtr, y, xte):
+    """O(1/n^2) at depth 1 (module docstring)."""
+    mm = matmul_seconds()
+    N = xtr.shape[0] + xte.shape[0]
+    print(f"order 2, depth 1: one 200^3 float64 matrix product {mm * 1e3:.2f} ms ({2 * 200 ** 3 / mm / 1e9:.1f} GFLOP/s); "
+          f"full-tensor kappa_6 at N = {N}: {N ** 6 * 8 / 2 ** 40:.0f} TiB")
+    for act, cw in (("tanh", 1.5), ("relu", 2.0)):
+        kw = dict(x_train=xtr, y_train=y, x_test=xte, depth=1, activation=act, C_W=cw, C_b=0.1, noise=args.noise,
+                  samples=args.samples, n_batches=8, seed=0)
+        one, sec1, _ = _timed(order=1, **kw)
+        out, sec, peak = _timed(order=2, **kw)
+        rel = {(name, j): np.linalg.norm(e[j]) / np.linalg.norm(v[j]) for j in (1, 2)
+               for name, v, e in (("mean", out.mean, out.mean_err), ("cov", out.cov, out.cov_err))}
+        print(f"{act}: large_posterior(order=2) P = M = 100, {out.samples} rows of 4 neurons: {sec:.1f} s "
+              f"({sec / sec1:.1f} x the order-1 call, {sec1:.1f} s; {sec / mm:.2g} matrix products), peak {peak:.0f} MiB")
+        for j in (1, 2):
+            print(f"   |mean[{j}]| = {np.linalg.norm(out.mean[j]):.3g} +- {np.linalg.norm(out.mean_err[j]):.3g} "
+                  f"(rel {rel[('mean', j)]:.2f}), |cov[{j}]| = {np.linalg.norm(out.cov[j]):.3g} +- "
+                  f"{np.linalg.norm(out.cov_err[j]):.3g} (rel {rel[('cov', j)]:.2f})")
+        need = max(out.samples * (rel[(name, 2)] / 0.1) ** 2 for name in ("mean", "cov"))
+        print(f"   rows for 10 % relative error of the O(1/n^2) part: ~{need:.2g} (~{sec * need / out.samples / 3600:.2g} h "
+              f"at this rate); order-1 part equal to the order-1 call: {np.array_equal(out.mean[:2], one.mean)}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=8192)
     ap.add_argument("--noise", type=float, default=1.0)
+    ap.add_argument("--part", choices=("all", "order1", "order2"), default="all")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()}, {os.cpu_count()} cores; noise {args.noise}")
     xtr, y, xte = two_class_data()
+    if args.part in ("all", "order2"):
+        order2(args, xtr, y, xte)
+        print(f"load average {os.getloadavg()}")
+    if args.part == "order2":
+        return
     for act, cw in (("tanh", 1.5), ("relu", 2.0)):
         kw = dict(depth=2, activation=act, C_W=cw, C_b=0.1)
         tracemalloc.start()
