@@ -89,7 +89,7 @@ import numpy as np
 from ..conventions import require_x64
 
 __all__ = ["TrainedEnsemblePrediction", "trained_ensemble_gd", "trained_ensemble_flow", "ntk_change_gd",
-           "ntk_change_by_layer_gd", "ensemble_test_error"]
+           "ntk_change_by_layer_gd", "ntk_change_by_layer_flow", "ensemble_test_error"]
 
 _FIELDS = ("K", "G1", "Theta", "Theta1", "ntk_cov", "ntk_f2", "dntk_f", "dntk_f3", "ddntk_I", "ddntk_II")
 _FLOW_STEP = 0.05  # RK4 step in units of 1 / lam_max(Theta_XX)
@@ -341,19 +341,22 @@ def ntk_change_gd(meta_kernels, y_train, *, n_train, learning_rate, n_steps, rec
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _layer_change(P, y, schedule, Theta, K, PD, I, IInu, IImu):
+def _layer_change(static, y, schedule, Theta, K, PD, I, IInu, IImu):
     """1/n coefficients (dntk part, ddntk part) of E[H^(m)_t - H^(m)_0], (S + 1, N, N), for ONE layer m.
 
     At O(1/n) the change is linear in the restricted meta-kernels, with coefficients from the
     infinite-width residual r_t (f' = f - eta Theta_{.X} r): per step, with D the restricted dNTK,
         H^(m)' = H^(m) - eta (D_xya + D_yxa) r_a + (eta^2/2)(I_xyab + I_yxab) r_a r_b + eta^2 IInu_xyab r_a r_b,
         D'_xab = D_xab - eta (I_xabc + IInu_xabc + IImu_xbac) r_c
-    (the H' and dH' equations of the module docstring with the NTK index restricted to layer m)."""
+    (the H' and dH' equations of the module docstring with the NTK index restricted to layer m).
+    static = (P, "gd") or (P, "flow"); flow keeps the O(eta) terms (df/dt = -Theta_{.X} r,
+    dH^(m)/dt = -(D_xya + D_yxa) r_a, dD/dt = -(I + IInu + IImu^T) r), one RK4 step per schedule entry."""
+    P, mode = static
     N = K.shape[0]
     J = I + IInu + jnp.swapaxes(IImu, 1, 2)
 
     def traj(f0, D0, s):
-        def body(state, h):
+        def gd(state, h):
             f, Hs, D = state
             r = f[:P] - y
             DH = jnp.einsum("xya,a->xy", D[:, :, :P], r)
@@ -361,7 +364,25 @@ def _layer_change(P, y, schedule, Theta, K, PD, I, IInu, IImu):
             IIH = s * jnp.einsum("xyab,a,b->xy", IInu[:, :, :P, :P], r, r)
             Hs = Hs - h * (DH + DH.T) + h ** 2 / 2 * (IH + IH.T) + h ** 2 * IIH
             D = D - h * s * jnp.einsum("xabc,c->xab", J[..., :P], r)
-            return (f - h * Theta[:, :P] @ r, Hs, D), Hs
+            return f - h * Theta[:, :P] @ r, Hs, D
+
+        def field(state):
+            f, _, D = state
+            r = f[:P] - y
+            DH = jnp.einsum("xya,a->xy", D[:, :, :P], r)
+            return -Theta[:, :P] @ r, -(DH + DH.T), -s * jnp.einsum("xabc,c->xab", J[..., :P], r)
+
+        def rk4(state, h):
+            add = lambda st, k, c: tuple(a + c * b for a, b in zip(st, k))  # noqa: E731
+            k1 = field(state)
+            k2 = field(add(state, k1, h / 2))
+            k3 = field(add(state, k2, h / 2))
+            k4 = field(add(state, k3, h))
+            return tuple(st + h / 6 * (a + 2 * b + 2 * c + d) for st, a, b, c, d in zip(state, k1, k2, k3, k4))
+
+        def body(state, h):
+            state = (gd if mode == "gd" else rk4)(state, h)
+            return state, state[1]
         _, Hs = jax.lax.scan(body, (f0, jnp.zeros((N, N)), D0), schedule)
         return jnp.concatenate([jnp.zeros((1, N, N)), Hs])
 
@@ -408,6 +429,17 @@ def ntk_change_by_layer_gd(meta_kernels, layer_meta_kernels, y_train, *, n_train
     lr, k, every = _check_schedule(learning_rate, n_steps, record_every)
     mk, y, lt = _meta(meta_kernels, n_train, y_train)
     _warn_unstable(lr, lt)
+    lmk = _layer_meta(mk, layer_meta_kernels)
+    sched = _padded([float(lr)] * k)
+    f = jax.vmap(_layer_change, in_axes=(None, None, None, None, None, 0, 0, 0, 0))
+    dntk, ddntk = (np.asarray(a)[:, :k + 1:every] for a in f(
+        (n_train, "gd"), jnp.asarray(y), sched, mk["Theta"], mk["K"], lmk["dntk_f"], lmk["ddntk_I"],
+        lmk["ddntk_II_nu"], lmk["ddntk_II_mu"]))
+    return np.arange(0, k + 1, every), dntk + ddntk, dict(dntk=dntk, ddntk=ddntk)
+
+
+def _layer_meta(mk, layer_meta_kernels):
+    """Checked arrays of a LayerMetaKernels on the inputs of mk (Theta summing to mk's Theta)."""
     N = mk["K"].shape[0]
     fields = ("Theta", "dntk_f", "ddntk_I", "ddntk_II_nu", "ddntk_II_mu")
     missing = [f for f in fields if not hasattr(layer_meta_kernels, f)]
@@ -429,12 +461,37 @@ def ntk_change_by_layer_gd(meta_kernels, layer_meta_kernels, y_train, *, n_train
         raise ValueError(f"layer_meta_kernels.Theta sums to a kernel that differs from meta_kernels.Theta by "
                          f"{err:.3g} (> 1e-8 x max|Theta| = {1e-8 * scale:.3g}): both must be computed on the "
                          "same inputs and network")
-    sched = _padded([float(lr)] * k)
+    return lmk
+
+
+def ntk_change_by_layer_flow(meta_kernels, layer_meta_kernels, y_train, *, n_train, times):
+    """:func:`ntk_change_by_layer_gd` under gradient flow: the 1/n coefficient of E[H^(m)_t - H^(m)_0] for
+    every layer m at the flow times ``times`` (the eta -> 0 limit at k eta = t; RK4 as
+    :func:`trained_ensemble_flow`, step <= 0.05 / lam_max(Theta_XX); the last time may be np.inf).
+
+    Equations: the flow keeps the O(eta) terms of the restricted dynamics (``_layer_change``),
+    dH^(m)_xy/dt = -(D^(m)_xya + D^(m)_yxa) r_a, dD^(m)_xab/dt = -(I^(m)_xabc + IInu^(m)_xabc
+    + IImu^(m)_xbac) r_c, r the infinite-width residual. Checks (tests/test_ntk_change_flow.py): equal to the
+    Richardson limit 2 Delta_GD(eta/2, 2k) - Delta_GD(eta, k) up to O(eta^2); the layers' sum depends only
+    on the summed meta-kernels. Arguments as :func:`ntk_change_by_layer_gd` and
+    :func:`trained_ensemble_flow`. Returns (times (T,), Delta (L + 1, T, N, N), parts {'dntk', 'ddntk'}).
+
+    >>> from sft.predict.trained_ensemble import _toy_layer_meta_kernels, _toy_meta_kernels
+    >>> mk = _toy_meta_kernels(3, seed=0)
+    >>> t, delta, parts = ntk_change_by_layer_flow(mk, _toy_layer_meta_kernels(mk, 2, seed=1),
+    ...                                            np.array([0.5, -0.3]), n_train=2, times=[0.0, 1.0])
+    >>> delta.shape, float(abs(delta[:, 0]).max())
+    ((2, 2, 3, 3), 0.0)
+    """
+    require_x64("sft.predict.ntk_change_by_layer_flow")
+    mk, y, lt = _meta(meta_kernels, n_train, y_train)
+    lmk = _layer_meta(mk, layer_meta_kernels)
+    t, steps, marks = _flow_steps(times, lt)
     f = jax.vmap(_layer_change, in_axes=(None, None, None, None, None, 0, 0, 0, 0))
-    dntk, ddntk = (np.asarray(a)[:, :k + 1:every] for a in f(
-        n_train, jnp.asarray(y), sched, mk["Theta"], mk["K"], lmk["dntk_f"], lmk["ddntk_I"],
+    dntk, ddntk = (np.asarray(a)[:, marks] for a in f(
+        (n_train, "flow"), jnp.asarray(y), _padded(steps), mk["Theta"], mk["K"], lmk["dntk_f"], lmk["ddntk_I"],
         lmk["ddntk_II_nu"], lmk["ddntk_II_mu"]))
-    return np.arange(0, k + 1, every), dntk + ddntk, dict(dntk=dntk, ddntk=ddntk)
+    return t, dntk + ddntk, dict(dntk=dntk, ddntk=ddntk)
 
 
 def ensemble_test_error(prediction, y_test, *, n_train):
@@ -555,6 +612,14 @@ def trained_ensemble_flow(meta_kernels, y_train, *, n_train, times) -> TrainedEn
     """
     require_x64("sft.predict.trained_ensemble_flow")
     mk, y, lt = _meta(meta_kernels, n_train, y_train)
+    t, steps, marks = _flow_steps(times, lt)
+    a, cov, means, covs = _compute(("flow", n_train), jnp.asarray(y), _padded(steps), mk)
+    return _result(t, a, cov, means, covs, marks)
+
+
+def _flow_steps(times, lt):
+    """(times, RK4 step sizes, index of each time in the trajectory) for flow times ``times``; lt the
+    eigenvalues of Theta_XX (t = inf at _T_INF / lam_min, steps <= _FLOW_STEP / lam_max)."""
     t = np.asarray(times, dtype=np.float64)
     if t.ndim != 1 or len(t) < 1 or np.isnan(t).any() or t[0] < 0 or np.any(np.diff(t) <= 0) \
             or np.isinf(t[:-1]).any():
@@ -574,8 +639,7 @@ def trained_ensemble_flow(meta_kernels, y_train, *, n_train, times) -> TrainedEn
         n = int(math.ceil((t1 - t0) / h_max)) if t1 > t0 else 0
         steps += [(t1 - t0) / max(n, 1)] * n
         marks.append(marks[-1] + n)
-    a, cov, means, covs = _compute(("flow", n_train), jnp.asarray(y), _padded(steps), mk)
-    return _result(t, a, cov, means, covs, np.asarray(marks[1:]))
+    return t, steps, np.asarray(marks[1:])
 
 
 def _padded(steps):
@@ -629,3 +693,24 @@ def _toy_meta_kernels(N, seed):
     ii = rng.normal(size=(N,) * 4) * 0.1
     ii = (ii + np.transpose(ii, (1, 0, 3, 2))) / 2
     return _Toy(psd(), 0.1 * psd(), psd(), 0.1 * psd(), ntk_cov, f2, d, np.zeros((N,) * 6), i, ii)
+
+
+class _ToyLayers(NamedTuple):
+    Theta: np.ndarray
+    dntk_f: np.ndarray
+    ddntk_I: np.ndarray
+    ddntk_II_nu: np.ndarray
+    ddntk_II_mu: np.ndarray
+
+
+def _toy_layer_meta_kernels(mk, n_layers, seed):
+    """A random split of a toy's meta-kernels into n_layers restricted ones that sum to them (the sum rule of
+    :class:`sft.finite.LayerMetaKernels`; for examples and unit tests only)."""
+    rng = np.random.default_rng(seed)
+
+    def split(X):
+        parts = [rng.normal(size=X.shape) * 0.5 * np.abs(X).max() for _ in range(n_layers - 1)]
+        return np.stack(parts + [X - sum(parts)])
+    sym = lambda T: (T + np.swapaxes(T, -1, -2)) / 2  # noqa: E731
+    return _ToyLayers(sym(split(mk.Theta)), split(mk.dntk_f), split(mk.ddntk_I), split(mk.ddntk_II),
+                      split(mk.ddntk_II))
