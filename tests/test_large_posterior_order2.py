@@ -125,7 +125,8 @@ def test_sampled_agrees_with_full_tensor_route(activation, C_W):
     k = one_hidden_layer_cumulants(x, 6, width=1, **kw)
     ref = _full_tensor(x, y, P, 0.2, **kw, k=k)
     iu = np.triu_indices(M)
-    z = np.concatenate([(out.mean[2] - ref.mean[2]) / out.mean_err[2], ((out.cov[2] - ref.cov[2]) / out.cov_err[2])[iu]])
+    z = np.concatenate([(out.mean[2] - ref.mean[2]) / out.mean_err[2],
+                        ((out.cov[2] - ref.cov[2]) / out.cov_err[2])[iu]])
     assert np.max(np.abs(z)) < 4, z
     err = np.concatenate([out.mean_err[2], out.cov_err[2][iu]])
     for drop in (dict(kappa6=False), dict(kappa4=False)):

@@ -1,4 +1,4 @@
-"""O(1/n) Bayesian posterior of a finite-width network at hundreds of inputs, without the cumulant tensors.
+"""O(1/n) and O(1/n^2) Bayesian posterior of a finite-width network at hundreds of inputs, without cumulant tensors.
 
 Why sampling (issue 12, item 2). The generated O(1/n) terms (:func:`sft.predict.posterior_series`) contract
 the output's fourth cumulant U = (1/n)[V + V + V] with y~ = K~^{-1} y, K~^{-1} and the projector R. The
@@ -28,6 +28,28 @@ each of the two X factors (so E[X_b (x) X_b] is unbiased); B(<s s^T>) is exact, 
 sum_{slots of (a, b)} <d^4 (s_a s_b)> V^(2)_{(ij)(kl)} needs V^(2) only on the pairs inside {a, b}
 (2-d moments), O(N^2) integrals like the kernel; it equals multi_input's G1 to ~1e-16 (same quadrature).
 
+O(1/n^2), one hidden layer (``order=2``, depth 1). Given the hidden layer the output is N(0, G), G = K +
+(1/n) sum_i X_i with X_i = C_W (s_i s_i^T - <s s^T>) i.i.d. and centred, so log E[e^{t.f}] = t K t / 2 +
+n log E[exp(t X t / 2n)] = t K t / 2 + E[(t X t)^2] / 8n + E[(t X t)^3] / 48 n^2 + O(1/n^3): the kernel has no 1/n
+shift, kappa_4 = (1/n) sum_3 E[X (x) X] has no 1/n^2 part, kappa_6 = (1/n^2) sum_15 E[X (x) X (x) X] (sums over the
+pairings of the legs), in agreement with the exact cumulants n^(1 - r/2) kappa_r(neuron) of
+:mod:`sft.finite.one_layer_cumulants`. Of the generated eps^2 graphs only those with one kappa_6 vertex S (3 for the
+mean, 3 for the covariance) or two kappa_4 vertices (7 and 9) survive. Both are estimated from rows of four
+independent neurons s_1..s_4 (X_k = C_W s_k s_k^T, uncentred): E[(X_1 - X_2) (x) (X_1 - X_3) (x) (X_1 - X_4)] is the
+centred third moment (every other product of the expansion has a lone independent centred factor) and each
+kappa_4 vertex of a two-vertex graph is (1/2) (X_1 - X_2) (x) (X_1 - X_2) on its own pair of sets (1, 2 and 3, 4),
+the two vertices averaged separately (a product of averages over blocks of 64 rows, so unbiased; P = M = 100,
+tanh, 4 batches of 1024 rows: error of the two-vertex class 153 / 316 (mean / covariance, Frobenius) with
+blocks of 64 against 149 / 292 with blocks of 256, at a quarter of the cost). A vertex whose factors are
+sampled rank-1 atoms is a set of rows, each with a few vectors s_p: the graph is evaluated on the row
+features y~ . s_p, R s_p, s_p K~^{-1} s_q (:class:`_Rows`) summed over the pairings of the legs into the factors
+and the atoms (:func:`_row_program`), the lines between two vertices through the rows x rows matrix
+prod_lines s_p K~^{-1} s'_q (BLAS, O(b^2 p^2e M) per block of b rows) or, with few points, through the averaged
+vertex with its lines open; one line factorizes (:func:`_row_graph_value`).
+Memory O(N^2 + B p N + b^2 p^e) for B rows per batch. A linear sigma is exact (Isserlis): sum_15 E[X X X] =
+8 C_W^3 sum_15 M M M (the 8 cycles through the three pairs), sum_3 E[X X] = 2 C_W^2 sum_3 M M, no sampling.
+Depth 2 at O(1/n^2) needs the 1/n corrections of V and G1 and the depth-2 six-point vertex at large N (not here).
+
 Accuracy, measured (tests/test_large_posterior.py; sims/benchmarks/bench_large_posterior.py). Small N
 (P = 3, M = 2): the O(1/n) mean and covariance agree with the full-tensor route
 (:func:`sft.predict.perturbative_posterior` with multi_input's V, G1) within |z| < 4 of the error bars; the
@@ -39,8 +61,17 @@ P = M = 100 the variance is large: the sampled projections y~ . s weight the sma
 K~, which are dominated by the nonlinear residual of sigma, so a Gaussian-equivalent (linearized) control
 variate removed < 10 % of the variance (tried, not kept). One hidden layer, tanh, d = 50, noise 1.0:
 8192 neurons give relative errors 0.20 (mean) / 0.13 (covariance) of the correction; with noise 0.1 (|y~|
-~ 20) 4096 neurons give ~0.9 / 0.5. O(1/n^2) is not implemented (needs the six-point vertex and the 1/n
-corrections of V and G1 at large N).
+~ 20) 4096 neurons give ~0.9 / 0.5.
+
+O(1/n^2) at depth 1 (tests/test_large_posterior_order2.py): linear sigma equal to
+:func:`sft.predict.perturbative_posterior` with the kappa_4, kappa_6 of
+:func:`sft.finite.one_hidden_layer_cumulants` to 1e-10 (measured ~1e-14); the row evaluation with a fixed pool
+(both vertices on the same rows, so the graphs of the empirical tensors) equal to the full-tensor route to 1e-12.
+tanh and ReLU at P = M = 2 (N = 4: exact kappa_6 needs Gaussian integrals over up to 4 inputs), 10000 rows,
+20 batches, seed 0: mean[2], cov[2] within |z| < 2.0 (tanh) / 1.1 (ReLU) of the exact full-tensor route; leaving out
+the kappa_6 graphs gives max |z| = 37 (tanh) / 17 (ReLU), leaving out the kappa_4^2 graphs 42 / 8.6. The two classes
+partly cancel (ReLU: each ~5-10x their sum), so the relative error of the sum is larger than that of either class.
+P = M = 100 (d = 50, two classes, noise 1.0; bench_large_posterior.py --part order2, 8192 rows): BENCH.
 """
 from __future__ import annotations
 
@@ -65,9 +96,10 @@ __all__ = ["LargePosterior", "large_posterior"]
 
 
 class LargePosterior(NamedTuple):
-    """Posterior of the test outputs: ``mean[j]`` (M,), ``cov[j]`` (M, M) the O(n^-j) parts (j = 0, 1) and their
-    Monte Carlo standard errors ``mean_err``, ``cov_err`` (zero at j = 0); the kernel-shift parts
-    ``shift_mean``, ``shift_cov`` (exact, included in mean[1], cov[1]); samples (neurons per component), seed."""
+    """Posterior of the test outputs: ``mean[j]`` (M,), ``cov[j]`` (M, M) the O(n^-j) parts (j = 0 .. order) and
+    their Monte Carlo standard errors ``mean_err``, ``cov_err`` (zero at j = 0, and for a linear sigma); the
+    kernel-shift parts ``shift_mean``, ``shift_cov`` (exact, included in mean[1], cov[1]); samples (neurons per
+    component at O(1/n); rows of four neurons at O(1/n^2)), seed."""
 
     mean: np.ndarray
     cov: np.ndarray
@@ -302,12 +334,13 @@ def _row_graph_value(g, verts):
     test axes in order (vertex 0's, then vertex 1's), for vertices whose factors are sums of sampled rank-1
     atoms sign x s_p s_p^T, s_p the vectors of a row of a pool.
 
-    verts[v] = (weight, rows (:class:`_Rows` of a pool (B_v, p, N)), factors): factors[f] = ((sign, pool index), ..) the atoms of the f-th
-    X factor (the pairs of the vertex legs fill the factors in order). Two vertices joined by e lines: the
-    vertex with fewer test legs (A, at most one) is reduced to L[i, p_1..p_e, o] and carried to the other one's
-    rows either through the B_A x B_B products prod_e s_{i p_e} Kinv s'_{j q_e} (one p_1..p_e at a time, as a
-    matrix product: O(B_A B_B p^(2e) M), memory O(B_A B_B p^e)) or, when cheaper (few points), through its
-    average with the e lines open (O((B_A + B_B) p^e N^e M)); one line factorizes, O((B_A + B_B) p N M).
+    verts[v] = (weight, rows (:class:`_Rows` of a pool (B_v, p, N)), factors): factors[f] = ((sign, pool index),
+    ..) the atoms of the f-th X factor (the pairs of the vertex legs fill the factors in order). Two vertices
+    joined by e lines: the vertex with fewer test legs (A, at most one) is reduced to L[i, p_1..p_e, o] and
+    carried to the other one's rows either through the B_A x B_B products prod_e s_{i p_e} Kinv s'_{j q_e} (one
+    p_1..p_e at a time, as a matrix product: O(B_A B_B p^(2e) M), memory O(B_A B_B p^e)) or, when cheaper (few
+    points), through its average with the e lines open (O((B_A + B_B) p^e N^e M)); one line factorizes,
+    O((B_A + B_B) p N M).
     """
     edge_legs = [[] for _ in g.vertices]
     for e, (i, j, c) in enumerate(g.edges):
@@ -332,10 +365,10 @@ def _row_graph_value(g, verts):
              .reshape(mx, BB, q))
     elif (BA * p ** e + BB * q ** e) * N ** e * mx < BA * BB * (p * q * N + (p * q) ** e * mx):
         # few points: the averaged vertex A with its e lines open, T[n_1..n_e, o], then vertex B's rows
-        P, Q, Nl = "abcd"[:e], "ABCD"[:e], "klmn"[:e]
-        T = np.einsum(f"i{P}o," + ",".join(f"i{a}{k}" for a, k in zip(P, Nl)) + f"->{Nl}o",
+        Pl, Ql, Nl = "abcd"[:e], "ABCD"[:e], "klmn"[:e]
+        T = np.einsum(f"i{Pl}o," + ",".join(f"i{u}{k}" for u, k in zip(Pl, Nl)) + f"->{Nl}o",
                       L.reshape((BA,) + (p,) * e + (mx,)), *[KP] * e, optimize="greedy")
-        W = np.einsum(f"{Nl}o," + ",".join(f"j{a}{k}" for a, k in zip(Q, Nl)) + f"->oj{Q}", T, *[pool] * e,
+        W = np.einsum(f"{Nl}o," + ",".join(f"j{u}{k}" for u, k in zip(Ql, Nl)) + f"->oj{Ql}", T, *[pool] * e,
                       optimize="greedy")
         W = W.reshape(mx, BB, q ** e)
     else:
@@ -447,7 +480,7 @@ def _second_order_classes(rows, cw, n):
 # ---------------------------------------------------------------------------------- public
 def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, noise, n=1.0, order=1,
                     samples=4096, n_batches=16, seed=0) -> LargePosterior:
-    """GP posterior and its O(1/n) correction for a one- or two-hidden-layer network, O(N^2) memory.
+    """GP posterior and its O(1/n) (depth 1, 2) and O(1/n^2) (depth 1) corrections, O(N^2) memory.
 
     Prior: the MLP of :mod:`sft.conventions` with all hidden widths n; labels y = f(x_train) + noise.
     With N = P + M points (train first), K = K^(L+1), R = [-k_*^T K~^{-1}, 1], y~ = K~^{-1} y, the generated
@@ -460,8 +493,14 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
     cores); memory O(N^2 + (samples / n_batches) N). The error bars are honest but large at P ~ 100 (module
     docstring): check ``mean_err``, ``cov_err`` against ``mean[1]``, ``cov[1]`` before using the correction.
 
+    order = 2 (depth 1 only): also mean[2], cov[2], the O(1/n^2) parts, from the generated eps^2 graphs with one
+    kappa_6 vertex or two kappa_4 vertices (module docstring), ``samples`` rows of four fresh neurons in
+    ``n_batches`` batches from a random stream of their own, so mean[:2], cov[:2] are bitwise those of order = 1.
+    Cost O(samples N (N + M)) plus O(samples b M) for the two-vertex graphs (b = 64 rows per block); memory
+    O(N^2 + (samples / n_batches) N). A linear sigma is exact (no sampling).
+
     x_train (P, d), y_train (P,), x_test (M, d); noise = sigma^2 >= 0; n > 0 (n = 1: the coefficients of
-    1/n); order = 1 (O(1/n^2) is not implemented: ValueError).
+    1/n^order); order 1 or 2 (2 at depth 2: ValueError).
 
     >>> rng = np.random.default_rng(0)
     >>> x = rng.standard_normal((6, 4))
@@ -469,6 +508,10 @@ def large_posterior(x_train, y_train, x_test, *, depth, activation, C_W, C_b, no
     ...                     C_W=1.5, C_b=0.1, noise=0.1, samples=2000, n_batches=4)
     >>> p.mean.shape, p.cov.shape, bool(np.all(p.mean_err[1] > 0))
     ((2, 2), (2, 2, 2), True)
+    >>> q = large_posterior(x[:4], np.array([1.0, -1.0, 0.5, 0.0]), x[4:], depth=1, activation="tanh",
+    ...                     C_W=1.5, C_b=0.1, noise=0.1, samples=2000, n_batches=4, order=2)
+    >>> q.mean.shape, bool(np.array_equal(q.mean[:2], p.mean)), bool(np.all(q.cov_err[2] > 0))
+    ((3, 2), True, True)
     """
     require_x64("sft.predict.large_posterior")
     x_train = _inputs("x_train", x_train)

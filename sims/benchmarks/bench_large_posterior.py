@@ -71,8 +71,8 @@ def order2(args, xtr, y, xte):
     """O(1/n^2) at depth 1 (module docstring)."""
     mm = matmul_seconds()
     N = xtr.shape[0] + xte.shape[0]
-    print(f"order 2, depth 1: one 200^3 float64 matrix product {mm * 1e3:.2f} ms ({2 * 200 ** 3 / mm / 1e9:.1f} GFLOP/s); "
-          f"full-tensor kappa_6 at N = {N}: {N ** 6 * 8 / 2 ** 40:.0f} TiB")
+    print(f"order 2, depth 1: one 200^3 float64 matrix product {mm * 1e3:.2f} ms "
+          f"({2 * 200 ** 3 / mm / 1e9:.1f} GFLOP/s); full-tensor kappa_6 at N = {N}: {N ** 6 * 8 / 2 ** 40:.0f} TiB")
     for act, cw in (("tanh", 1.5), ("relu", 2.0)):
         kw = dict(x_train=xtr, y_train=y, x_test=xte, depth=1, activation=act, C_W=cw, C_b=0.1, noise=args.noise,
                   samples=args.samples, n_batches=8, seed=0)
@@ -81,14 +81,16 @@ def order2(args, xtr, y, xte):
         rel = {(name, j): np.linalg.norm(e[j]) / np.linalg.norm(v[j]) for j in (1, 2)
                for name, v, e in (("mean", out.mean, out.mean_err), ("cov", out.cov, out.cov_err))}
         print(f"{act}: large_posterior(order=2) P = M = 100, {out.samples} rows of 4 neurons: {sec:.1f} s "
-              f"({sec / sec1:.1f} x the order-1 call, {sec1:.1f} s; {sec / mm:.2g} matrix products), peak {peak:.0f} MiB")
+              f"({sec / sec1:.1f} x the order-1 call, {sec1:.1f} s; {sec / mm:.2g} matrix products), "
+              f"peak {peak:.0f} MiB")
         for j in (1, 2):
             print(f"   |mean[{j}]| = {np.linalg.norm(out.mean[j]):.3g} +- {np.linalg.norm(out.mean_err[j]):.3g} "
                   f"(rel {rel[('mean', j)]:.2f}), |cov[{j}]| = {np.linalg.norm(out.cov[j]):.3g} +- "
                   f"{np.linalg.norm(out.cov_err[j]):.3g} (rel {rel[('cov', j)]:.2f})")
         need = max(out.samples * (rel[(name, 2)] / 0.1) ** 2 for name in ("mean", "cov"))
-        print(f"   rows for 10 % relative error of the O(1/n^2) part: ~{need:.2g} (~{sec * need / out.samples / 3600:.2g} h "
-              f"at this rate); order-1 part equal to the order-1 call: {np.array_equal(out.mean[:2], one.mean)}")
+        print(f"   rows for 10 % relative error of the O(1/n^2) part: ~{need:.2g} "
+              f"(~{sec * need / out.samples / 3600:.2g} h at this rate); order-1 part equal to the order-1 call: "
+              f"{np.array_equal(out.mean[:2], one.mean)}")
 
 
 def main():
