@@ -25,7 +25,7 @@ Sampler: HMC with the Gaussian prior split off and integrated exactly (Beskos, P
 Neal 2014, "Split Hamiltonian Monte Carlo", Stat. Comput. 24, 339, sec. 3.1). With H = |theta|^2/2 + |p|^2/2
 - ell(theta), ell = log N(y; 0, A), one step of size eps is
 
-    p += (eps/2) grad ell;   (theta, p) <- (theta cos eps + p sin eps, p cos eps - theta sin eps);   p += (eps/2) grad ell,
+    p += (eps/2) grad ell;  (theta, p) <- (theta cos eps + p sin eps, p cos eps - theta sin eps);  p += (eps/2) grad ell
 
 volume preserving and reversible; the rotation conserves the prior part of H exactly, so the energy error
 (hence the rejection rate) comes from ell alone, which is weak at large width: the acceptance does not
@@ -261,7 +261,8 @@ def hmc_network_posterior(x_train, y_train, x_test, *, widths, activation, C_W, 
     batch_len = n_draws // n_batches
     sums, m, ll, acc, bad = _run(theta0, keys, jnp.asarray(x_train), jnp.asarray(x_test), jnp.asarray(y), noise,
                                  jnp.asarray(cw), jnp.asarray(cb), step_size, n_leapfrog, burn_in, batch_len,
-                                 jnp.arange(burn_in + n_draws, dtype=jnp.uint32), fn=act.fn, widths=widths, n_batches=n_batches)
+                                 jnp.arange(burn_in + n_draws, dtype=jnp.uint32), fn=act.fn, widths=widths,
+                                 n_batches=n_batches)
     m, ll = (np.asarray(a, dtype=np.float64)[:, burn_in:] for a in (m, ll))
     acc = np.asarray(acc)[:, burn_in:].mean(1)
     n_bad = int(np.sum(np.asarray(bad)))
