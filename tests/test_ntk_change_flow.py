@@ -13,7 +13,7 @@ Y = np.array([0.5, -0.3])
 def test_flow_is_the_small_step_limit_of_gd_and_sums_over_layers():
     """Richardson 2 D(eta/2, 2k) - D(eta, k) leaves O(eta^2): |flow - Richardson| <= 0.05 |D(eta/2) - D(eta)|
     (the O(eta) difference) at t = k eta = 1, eta = 0.025 (the ratio halves with eta, as O(eta^2) requires); the layers' sum depends only on the summed meta-kernels (two
-    random splits into 2 and 3 layers agree to 1e-12); Delta = 0 at t = 0."""
+    random splits into 3 layers agree to 1e-12); Delta = 0 at t = 0."""
     mk = _toy_meta_kernels(3, seed=4)
     lm = _toy_layer_meta_kernels(mk, 3, seed=5)
     t, flow, parts = ntk_change_by_layer_flow(mk, lm, Y, n_train=2, times=[0.0, 1.0])
@@ -25,5 +25,5 @@ def test_flow_is_the_small_step_limit_of_gd_and_sums_over_layers():
     rich = 2 * d2 - d1
     assert np.abs(flow[:, 1] - rich).max() <= 0.05 * np.abs(d2 - d1).max(), (np.abs(flow[:, 1] - rich).max(),
                                                                               np.abs(d2 - d1).max())
-    other = ntk_change_by_layer_flow(mk, _toy_layer_meta_kernels(mk, 2, seed=6), Y, n_train=2, times=[0.0, 1.0])
+    other = ntk_change_by_layer_flow(mk, _toy_layer_meta_kernels(mk, 3, seed=6), Y, n_train=2, times=[0.0, 1.0])
     np.testing.assert_allclose(other[1].sum(0), flow.sum(0), rtol=0, atol=1e-12 * np.abs(flow.sum(0)).max())
