@@ -11,6 +11,7 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     'gd_correction': ['GDCorrection', 'gd_mean_correction', 'population_correction'],
     'generated_gd': ['RULES', 'SYMMETRIES', 'GDTerm', 'gd_mean_series', 'gd_cov_series', 'gd_series_latex', 'GeneratedGDMean', 'generated_gd_mean', 'GeneratedGDCov', 'generated_gd_cov'],
     'kink_crossing': ['KinkNTKChange', 'kink_ntk_change', 'crossing_integral'],
+    'kink_crossing_deep': ['KinkNTKChangeDeep', 'kink_ntk_change_deep'],
     'trained_ensemble': ['TrainedEnsemblePrediction', 'trained_ensemble_gd', 'trained_ensemble_flow', 'ntk_change_gd', 'ntk_change_by_layer_gd', 'ntk_change_by_layer_flow', 'ensemble_test_error'],
     'hyperparameters': ['log_marginal_likelihood', 'HyperparameterFit', 'fit_hyperparameters'],
     'information': ['gaussian_entropy', 'gaussian_channel_information', 'gaussian_mutual_information', 'negentropy_from_cumulants', 'LayerInformation', 'layer_information', 'scalar_channel_information', 'tlbp_output_covariance'],
