@@ -49,6 +49,12 @@ def test_linear_exact():
     assert _rel(16 * wide.mean[2], out.mean[2]) < 1e-12 and _rel(16 * wide.cov[2], out.cov[2]) < 1e-12
 
 
+def _gram(u, v):
+    """s_ip Kinv s'_jq (B_u, p, B_v, q) of two row sets."""
+    N = u.pool.shape[2]
+    return (u.KP.reshape(-1, N) @ v.pool.reshape(-1, N).T).reshape(u.KP.shape[:2] + v.pool.shape[:2])
+
+
 def _sum_over_pairings(X, r):
     """sum over the perfect matchings of r legs of the row mean of X (x) .. (x) X (X (B, N, N))."""
     L = "abcdef"[:r]
@@ -64,7 +70,8 @@ def test_row_evaluation_exact_for_a_fixed_pool(B, M):
     """The row evaluation of the generated kappa_6 and kappa_4^2 graphs, with BOTH vertices of the two-vertex graphs
     given the same pool (so the product of row averages is the graph of the empirical tensor), equals
     perturbative_posterior with the empirical tensors sum_pairings mean_i X_i^(x r/2), X_i = s_0 s_0^T - s_1 s_1^T, to
-    1e-12 relative. The three shapes run both two-vertex routes (rows x rows matrix and averaged vertex)."""
+    1e-12 relative, with the rows x rows matrix computed inside or given. The three shapes run every two-vertex route
+    (rows x rows matrix, averaged vertex, one line factorized or through the given matrix)."""
     rng = np.random.default_rng(1)
     P, cw = 3, 1.4
     N = P + M
@@ -83,15 +90,19 @@ def test_row_evaluation_exact_for_a_fixed_pool(B, M):
     yt[:P], Kinv[:P, :P] = yt_t, Kinv_t
     rows, diff = lp._rows(s, yt, Kinv, R), ((1, 0), (-1, 1))
     verts = {"S": (w6 * cw ** 3, rows, (diff,) * 3), "U1": (w4 * cw ** 2, rows, (diff,) * 2)}
-    for m, want in ((1, ref.mean[2]), (2, ref.cov[2])):
-        got = sum(float(t.coefficient) * lp._row_graph_value(t.graphs[0], [verts[v[0]] for v in t.graphs[0].vertices])
-                  for t in lp._second_order_terms(m))
-        assert _rel(math.factorial(m) * lp._symmetrize(np.asarray(got)), want) < 1e-12, m
+    for gram in (None, _gram(rows, rows)):
+        for m, want in ((1, ref.mean[2]), (2, ref.cov[2])):
+            got = 0.0
+            for t in lp._second_order_terms(m):
+                vs = [verts[v[0]] for v in t.graphs[0].vertices]
+                got = got + float(t.coefficient) * lp._row_graph_value(t.graphs[0], vs, gram if len(vs) == 2 else None)
+            assert _rel(math.factorial(m) * lp._symmetrize(np.asarray(got)), want) < 1e-12, (m, gram is None)
 
 
 def test_two_vertex_orientation():
     """A two-vertex graph with its vertices listed in the other order (the other vertex carried to the first, and
-    the test axes moved back) gives the same value for two different pools, both routes, to 1e-12."""
+    the test axes moved back) gives the same value for two different pools, every route, rows x rows matrix computed
+    inside or given, to 1e-12."""
     rng = np.random.default_rng(2)
     P, M = 3, 2
     N = P + M
@@ -106,9 +117,11 @@ def test_two_vertex_orientation():
                     continue
                 x0, x1 = g.vertices[0][1], g.vertices[1][1]
                 flipped = _Graph(g.vertices[::-1], g.edges)
-                got = lp._row_graph_value(flipped, [b, a])
-                want = np.transpose(lp._row_graph_value(g, [a, b]), list(range(x0, x0 + x1)) + list(range(x0)))
-                assert _rel(got, want) < 1e-12, (B, g)
+                for gram in (False, True):
+                    got = lp._row_graph_value(flipped, [b, a], _gram(b[1], a[1]) if gram else None)
+                    want = lp._row_graph_value(g, [a, b], _gram(a[1], b[1]) if gram else None)
+                    want = np.transpose(want, list(range(x0, x0 + x1)) + list(range(x0)))
+                    assert _rel(got, want) < 1e-12, (B, g, gram)
 
 
 @pytest.mark.parametrize("activation, C_W", [("tanh", 1.5), ("relu", 2.0)])

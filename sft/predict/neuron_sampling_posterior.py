@@ -329,7 +329,7 @@ def _row_sum(c, X, n_x):
     return np.moveaxis(out.reshape((X.shape[2],) + rest), 0, -1)
 
 
-def _row_graph_value(g, verts):
+def _row_graph_value(g, verts, gram=None):
     """Mean over the sampled rows of each vertex (a product of averages for two vertices) of one graph, free
     test axes in order (vertex 0's, then vertex 1's), for vertices whose factors are sums of sampled rank-1
     atoms sign x s_p s_p^T, s_p the vectors of a row of a pool.
@@ -340,7 +340,8 @@ def _row_graph_value(g, verts):
     carried to the other one's rows either through the B_A x B_B products prod_e s_{i p_e} Kinv s'_{j q_e} (one
     p_1..p_e at a time, as a matrix product: O(B_A B_B p^(2e) M), memory O(B_A B_B p^e)) or, when cheaper (few
     points), through its average with the e lines open (O((B_A + B_B) p^e N^e M)); one line factorizes,
-    O((B_A + B_B) p N M).
+    O((B_A + B_B) p N M), or goes through the rows x rows matrix when that is cheaper. ``gram`` (B_0, p, B_1, q):
+    s_{ip} Kinv s'_{jq} of vertex 0's and vertex 1's rows, if already computed (shared by the graphs of two pools).
     """
     edge_legs = [[] for _ in g.vertices]
     for e, (i, j, c) in enumerate(g.edges):
@@ -360,10 +361,14 @@ def _row_graph_value(g, verts):
     e, p, q = len(edge_legs[0]), KP.shape[1], pool.shape[1]
     L = _with_tests(cs[a], feats[a].X, n_x[a]).reshape(cs[a].shape[0], p ** e, -1)  # (B_A, p^e, M^x_A)
     BA, BB, N, mx = L.shape[0], pool.shape[0], pool.shape[2], L.shape[2]
-    if e == 1:  # sum_i L[i, p] Kinv s_ip, then . s'_jq
+    if gram is not None:
+        gram = gram if a == 0 else gram.transpose(2, 3, 0, 1)
+    if e == 1 and (gram is None or BA * p * BB * q > (BA * p + BB * q) * N):  # sum_i L[i, p] Kinv s_ip, . s'_jq
         W = ((pool.reshape(-1, N) @ (KP.reshape(-1, N).T @ L.reshape(-1, mx))).T
              .reshape(mx, BB, q))
-    elif (BA * p ** e + BB * q ** e) * N ** e * mx < BA * BB * (p * q * N + (p * q) ** e * mx):
+    elif e == 1:
+        W = (L.reshape(-1, mx).T @ gram.reshape(BA * p, BB * q)).reshape(mx, BB, q)
+    elif (BA * p ** e + BB * q ** e) * N ** e * mx < BA * BB * (p * q * N * (gram is None) + (p * q) ** e * mx):
         # few points: the averaged vertex A with its e lines open, T[n_1..n_e, o], then vertex B's rows
         Pl, Ql, Nl = "abcd"[:e], "ABCD"[:e], "klmn"[:e]
         T = np.einsum(f"i{Pl}o," + ",".join(f"i{u}{k}" for u, k in zip(Pl, Nl)) + f"->{Nl}o",
@@ -372,7 +377,7 @@ def _row_graph_value(g, verts):
                       optimize="greedy")
         W = W.reshape(mx, BB, q ** e)
     else:
-        G = (KP.reshape(-1, N) @ pool.reshape(-1, N).T).reshape(BA, p, BB, q)
+        G = (KP.reshape(-1, N) @ pool.reshape(-1, N).T).reshape(BA, p, BB, q) if gram is None else gram
         W = 0.0
         for k, ps in enumerate(itertools.product(range(p), repeat=e)):
             H = 1.0
@@ -463,6 +468,9 @@ def _second_order_classes(rows, cw, n):
     blocks = np.array_split(np.arange(B), -(-B // _BLOCK))
     U = [[(0.5 * cw ** 2 / n, rows.take(b, vecs), (diff(1),) * 2) for vecs in (slice(0, 2), slice(2, 4))]
          for b in blocks]
+    N = rows.pool.shape[2]
+    grams = [(u.KP.reshape(-1, N) @ v.pool.reshape(-1, N).T).reshape(u.KP.shape[:2] + v.pool.shape[:2])
+             for (_, u, _), (_, v, _) in U]
     out = {}
     for m in (1, 2):
         for cls in ("S", "UU"):
@@ -471,7 +479,7 @@ def _second_order_classes(rows, cw, n):
                 g = t.graphs[0]
                 if (len(g.vertices) == 1) == (cls == "S"):
                     val = (_row_graph_value(g, [S]) if cls == "S" else
-                           sum(_row_graph_value(g, pair) for pair in U) / len(U))
+                           sum(_row_graph_value(g, pair, G) for pair, G in zip(U, grams)) / len(U))
                     tot = tot + float(t.coefficient) * val
             out[(m, cls)] = math.factorial(m) * _symmetrize(np.asarray(tot))
     return out
