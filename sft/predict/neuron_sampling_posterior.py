@@ -36,7 +36,8 @@ pairings of the legs), in agreement with the exact cumulants n^(1 - r/2) kappa_r
 :mod:`sft.finite.one_layer_cumulants`. Of the generated eps^2 graphs only those with one kappa_6 vertex S (3 for the
 mean, 3 for the covariance) or two kappa_4 vertices (7 and 9) survive. Both are estimated from rows of four
 independent neurons s_1..s_4 (X_k = C_W s_k s_k^T, uncentred): E[(X_1 - X_2) (x) (X_1 - X_3) (x) (X_1 - X_4)] is the
-centred third moment (every other product of the expansion has a lone independent centred factor) and each
+centred third moment (every other product of the expansion has a lone independent centred factor), averaged over
+which neuron is the centre (P = M = 100: half the error of one centre at 4x the cost of this cheap part) and each
 kappa_4 vertex of a two-vertex graph is (1/2) (X_1 - X_2) (x) (X_1 - X_2) on its own pair of sets (1, 2 and 3, 4),
 the two vertices averaged separately (a product of averages over blocks of 64 rows, so unbiased; P = M = 100,
 tanh, 4 batches of 1024 rows: error of the two-vertex class 153 / 316 (mean / covariance, Frobenius) with
@@ -68,8 +69,8 @@ O(1/n^2) at depth 1 (tests/test_large_posterior_order2.py): linear sigma equal t
 :func:`sft.finite.one_hidden_layer_cumulants` to 1e-10 (measured ~1e-14); the row evaluation with a fixed pool
 (both vertices on the same rows, so the graphs of the empirical tensors) equal to the full-tensor route to 1e-12.
 tanh and ReLU at P = M = 2 (N = 4: exact kappa_6 needs Gaussian integrals over up to 4 inputs), 10000 rows,
-20 batches, seed 0: mean[2], cov[2] within |z| < 2.0 (tanh) / 1.1 (ReLU) of the exact full-tensor route; leaving out
-the kappa_6 graphs gives max |z| = 37 (tanh) / 17 (ReLU), leaving out the kappa_4^2 graphs 42 / 8.6. The two classes
+20 batches, seed 0: mean[2], cov[2] within |z| < 1.8 (tanh) / 1.2 (ReLU) of the exact full-tensor route; leaving out
+the kappa_6 graphs gives max |z| = 37 (tanh) / 17 (ReLU), leaving out the kappa_4^2 graphs 104 / 19. The two classes
 partly cancel (ReLU: each ~5-10x their sum), so the relative error of the sum is larger than that of either class.
 P = M = 100 (d = 50, two classes, noise 1.0, seed 0, 8192 rows of four neurons in 8 batches, float64;
 bench_large_posterior.py --part order2 on this 2-core machine at load ~5.5): tanh 40 s wall (31 s CPU), peak
@@ -460,14 +461,14 @@ def _second_order_classes(rows, cw, n):
     """Unbiased estimates {(m, "S" or "UU"): O(1/n^2) part of c_m from that class of graphs} from the
     :class:`_Rows` of four independent neuron sets s (B, 4, N):
 
-    kappa_6 = (1/n^2) sum_15 E[X (x) X (x) X], X = cw (s s^T - <s s^T>), estimated by (X_1 - X_2) (x) (X_1 - X_3) (x)
-    (X_1 - X_4) with X_k = cw s_k s_k^T (every other product of the expansion has a lone independent centred
-    factor), and each kappa_4 vertex of the two-vertex graphs by (1/2n) (X_1 - X_2) (x) (X_1 - X_2) on its own
-    pair of sets (1, 2 and 3, 4), the two vertices averaged separately (a product of averages over blocks of
-    ``_BLOCK`` rows)."""
+    kappa_6 = (1/n^2) sum_15 E[X (x) X (x) X], X = cw (s s^T - <s s^T>), estimated by (X_c - X_k) (x) (X_c - X_l) (x)
+    (X_c - X_m) with X_k = cw s_k s_k^T (every other product of the expansion has a lone independent centred
+    factor), averaged over the centre c = 1..4 ({k, l, m} the other three), and each kappa_4 vertex of the
+    two-vertex graphs by (1/2n) (X_1 - X_2) (x) (X_1 - X_2) on its own pair of sets (1, 2 and 3, 4), the two
+    vertices averaged separately (a product of averages over blocks of ``_BLOCK`` rows)."""
     def diff(k):
         return ((1, 0), (-1, k))
-    S = (cw ** 3 / n ** 2, rows, (diff(1), diff(2), diff(3)))
+    S = [(cw ** 3 / (4 * n ** 2), rows, tuple(((1, c), (-1, k)) for k in range(4) if k != c)) for c in range(4)]
     B = rows.pool.shape[0]
     blocks = np.array_split(np.arange(B), -(-B // _BLOCK))
     U = [[(0.5 * cw ** 2 / n, rows.take(b, vecs), (diff(1),) * 2) for vecs in (slice(0, 2), slice(2, 4))]
@@ -482,7 +483,7 @@ def _second_order_classes(rows, cw, n):
             for t in _second_order_terms(m):
                 g = t.graphs[0]
                 if (len(g.vertices) == 1) == (cls == "S"):
-                    val = (_row_graph_value(g, [S]) if cls == "S" else
+                    val = (sum(_row_graph_value(g, [centre]) for centre in S) if cls == "S" else
                            sum(_row_graph_value(g, pair, G) for pair, G in zip(U, grams)) / len(U))
                     tot = tot + float(t.coefficient) * val
             out[(m, cls)] = math.factorial(m) * _symmetrize(np.asarray(tot))
