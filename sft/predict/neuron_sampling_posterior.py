@@ -73,10 +73,10 @@ tanh and ReLU at P = M = 2 (N = 4: exact kappa_6 needs Gaussian integrals over u
 the kappa_6 graphs gives max |z| = 37 (tanh) / 17 (ReLU), leaving out the kappa_4^2 graphs 104 / 19. The two classes
 partly cancel (ReLU: each ~5-10x their sum), so the relative error of the sum is larger than that of either class.
 P = M = 100 (d = 50, two classes, noise 1.0, seed 0, 8192 rows of four neurons in 8 batches, float64;
-bench_large_posterior.py --part order2 on this 2-core machine at load ~5.5): tanh 40 s wall (31 s CPU), peak
-64 MiB traced, relative Monte Carlo errors (Frobenius) 0.54 (mean[2]) / 0.34 (cov[2]); ReLU 37 s (25 s CPU), 60 MiB,
-0.96 / 0.36. A 10 % error would take ~2.4e5 (tanh) / 7.6e5 (ReLU) rows; the full-tensor route's kappa_6 alone would
-be 466 TiB at N = 200.
+bench_large_posterior.py --part order2 on this 2-core machine at load 3-5): tanh 36 s wall (24 s CPU), peak
+64 MiB traced, relative Monte Carlo errors (Frobenius) 0.36 (mean[2]) / 0.20 (cov[2]); ReLU 24 s (16 s CPU), 60 MiB,
+0.76 / 0.18 (there the kappa_6 and kappa_4^2 parts of the mean largely cancel). A 10 % error would take ~1e5 (tanh) /
+4.7e5 (ReLU) rows; the full-tensor route's kappa_6 alone would be 466 TiB at N = 200.
 """
 from __future__ import annotations
 

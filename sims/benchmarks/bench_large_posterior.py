@@ -16,10 +16,11 @@ O(1/n^2) (``--part order2``, depth 1, same data, tanh and ReLU): large_posterior
 rows of four neurons each, seconds and peak memory of the call and the relative Monte Carlo error of mean[2], cov[2]
 (and of mean[1], cov[1] from the same call); references measured in the same run: the order-1 call (ratio), the
 machine's float64 matrix-product rate (the call's time in 200 x 200 x 200 products), and the size of the
-full-tensor route's kappa_6 at N = 200 (N^6 x 8 bytes; not computable). Measured (load ~5.5, 8192 rows, 8 batches):
-tanh 40.5 s wall / 30.7 s CPU, peak 64 MiB, |mean[2]| = 304 +- 165 (rel 0.54), |cov[2]| = 1170 +- 399 (rel 0.34);
-ReLU 37.2 s / 24.7 s, 60 MiB, |mean[2]| = 1220 +- 1180 (rel 0.96), |cov[2]| = 8940 +- 3230 (rel 0.36); one 200^3
-product took 16 ms (1.0 GFLOP/s, loaded), so ~2.4e3 products per call; order-1 calls 2.9-37 s in the same runs.
+full-tensor route's kappa_6 at N = 200 (N^6 x 8 bytes; not computable). Measured (load 3-5, 8192 rows, 8 batches):
+tanh 35.9 s wall / 23.9 s CPU, peak 64 MiB, |mean[2]| = 265 +- 94 (rel 0.36), |cov[2]| = 1140 +- 232 (rel 0.20);
+ReLU 24.0 s / 15.5 s, 60 MiB, |mean[2]| = 666 +- 503 (rel 0.76), |cov[2]| = 8500 +- 1560 (rel 0.18); the order-1
+calls took 6.5 / 4.4 s. The matrix-product reference is unstable on this shared machine: best of 20 was 0.15 ms
+(106 GFLOP/s) in that run and 16-29 ms in runs at load 6-11, so its ratio is only indicative.
 
 Usage (repository root): PYTHONPATH=. python sims/benchmarks/bench_large_posterior.py [--samples S] [--noise s2]
 [--part all|order1|order2]
