@@ -21,8 +21,8 @@ described the networks; corrected for the attenuation by the coefficient's Monte
 weighted polynomial fit b0 + b1/n + b2/n^2 (the O(1/n^2) part and beyond): b0 = 1 if the O(1/n) theory is the
 right asymptote.
 
-Measured (FULL, run three times with identical numbers and PNG; this 2-core machine: 4.5 min wall at load 3-5,
-8.7 min at load 7-11): HMC acceptance
+Measured (FULL, three runs with identical numbers, the last two with the same PNG; this 2-core machine: 4.5 min
+wall at load 3-5, 8.7 min at load 7-11): HMC acceptance
 0.981-0.996, split-R-hat <= 1.001, tau 1.0-1.15 draws. Theory Monte Carlo error (131,072 neurons): 5 % of the mean
 coefficient, 0.6 % of the variance coefficient (Frobenius norms). Mean, slope of n x shift on c_1 (chi^2/dof of
 the identity, fraction within 2 sigma): n = 16: 0.50 +- 0.03 (116, 11 %); 32: 0.70 +- 0.02 (32, 26 %); 64: 0.85 +-
