@@ -78,7 +78,7 @@ def compute(*, kind, C_W, C_b, learning_rate, n_steps, n_samples=None, n_grid=No
     if kind == "deep_sim":                       # sqrt(n) (Theta^(l)_k - Theta^(l)_0) per network, (S, 3, P, P)
         _, t = train_layer_ntk(jax.random.key(seed), x, y, x, n_ensemble=n_ensemble, widths=[width, width],
                                activation="relu", C_W=C_W, C_b=C_b, learning_rate=learning_rate, n_steps=n_steps,
-                               record_every=n_steps)
+                               record_every=n_steps, chunk_size=max(2, min(256, 2 ** 24 // width ** 2)))  # ~2 GB
         d = math.sqrt(width) * (t[:, 1] - t[:, 0])
         return dict(ntk=d.mean(0), ntk_err=d.std(0, ddof=1) / math.sqrt(n_ensemble))
     run = train_ensemble(jax.random.key(seed), x, y, x[:1], n_ensemble=n_ensemble, widths=[width],
