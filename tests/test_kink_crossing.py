@@ -286,6 +286,7 @@ def test_crossing_integral_exact_enumeration():
     (dict(n_steps=0), "n_steps=0 is not allowed"),
     (dict(y_train=np.ones(2)), "y_train has shape"),
     (dict(x_test=np.array([[2.0, 0.0, 0.0]])), "perfectly correlated"),
+    (dict(x_test=np.zeros((1, 3))), "zero first-layer variance"),
 ])
 def test_bad_input(kwargs, match):
     args = dict(x_train=X[:3], y_train=Y, x_test=X[3:], activation="relu", C_W=CW, C_b=0.0, learning_rate=ETA,

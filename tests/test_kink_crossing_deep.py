@@ -213,6 +213,7 @@ def test_one_step_against_closed_form_gaussians():
     (dict(n_steps=0), "n_steps=0 is not allowed"),
     (dict(y_train=np.ones(2)), "y_train has shape"),
     (dict(x_test=np.array([[2.0, 0.0, 0.0]])), "perfectly correlated"),
+    (dict(x_test=np.zeros((1, 3))), "zero first-layer variance"),
     (dict(_drop=("paths",)), "_drop="),
 ])
 def test_bad_input(kwargs, match):

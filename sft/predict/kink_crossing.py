@@ -143,6 +143,28 @@ def _slopes(activation):
     return act, act.slopes
 
 
+def _setup(x_train, y_train, x_test, activation, depth, C_W, C_b, learning_rate, n_steps, n_samples, n_grid, seed):
+    """Checked arguments shared by the one- and two-layer routines, and the first layer's kernel K1.
+
+    K1_aa = C_b1 + C_W1 |x_a|^2 / n0 must be positive relative to its scale (a zero-variance preactivation
+    sits on the kink): K1_aa <= 1e-12 * max(C_b1, C_W1 max_a |x_a|^2 / n0) is refused."""
+    x, y = _inputs(x_train, y_train, x_test)
+    act, slopes = _slopes(activation)
+    cw, cb = layer_constants(depth, C_W, C_b)
+    eta = check_real("learning_rate", learning_rate, minimum=0, strict=True)
+    k = check_int("n_steps", n_steps, 1)
+    S = check_int("n_samples", n_samples, 2)
+    G = check_int("n_grid", n_grid, 2)
+    rng = np.random.default_rng(check_int("seed", seed, 0))
+    sq = np.sum(x * x, axis=1) / x.shape[1]
+    K1 = cb[0] + cw[0] * (x @ x.T) / x.shape[1]
+    scale = max(cb[0], cw[0] * sq.max())
+    if not scale > 0 or np.min(cb[0] + cw[0] * sq) <= 1e-12 * scale:
+        raise ValueError("an input has zero first-layer variance K1_aa = C_b1 + C_W1 |x_a|^2 / n0 (<= 1e-12 of "
+                         "the largest): its preactivation sits on the kink; give nonzero inputs or C_b > 0")
+    return x, y, act, slopes, cw, cb, eta, k, S, G, rng, K1
+
+
 def crossing_integral(delta, gamma, slopes, n_grid):
     """Crossing integrals of the kink map w <- w + delta_s + gamma_s sigma'(w), s = 0..k-1 (w_0 = w).
 
@@ -201,19 +223,9 @@ def kink_ntk_change(x_train, y_train, x_test=None, *, activation="relu", C_W, C_
     """
     from ..kernels.recursion import nngp_and_ntk  # noqa: PLC0415
 
-    x, y = _inputs(x_train, y_train, x_test)
-    act, (sp, sm) = _slopes(activation)
-    cw, cb = layer_constants(1, C_W, C_b)
-    eta = check_real("learning_rate", learning_rate, minimum=0, strict=True)
-    k = check_int("n_steps", n_steps, 1)
-    S = check_int("n_samples", n_samples, 2)
-    G = check_int("n_grid", n_grid, 2)
-    rng = np.random.default_rng(check_int("seed", seed, 0))
+    x, y, act, (sp, sm), cw, cb, eta, k, S, G, rng, K1 = _setup(
+        x_train, y_train, x_test, activation, 1, C_W, C_b, learning_rate, n_steps, n_samples, n_grid, seed)
     N, P = x.shape[0], y.shape[0]
-    K1 = cb[0] + cw[0] * (x @ x.T) / x.shape[1]
-    if np.min(np.diag(K1)) <= 0:
-        raise ValueError("an input has zero first-layer variance K1_aa = C_b1 + C_W1 |x_a|^2 / n0 = 0: its "
-                         "preactivation sits on the kink; give nonzero inputs or C_b > 0")
     K, Theta = nngp_and_ntk(x, x[:P], depth=1, activation=act, C_W=cw, C_b=cb)     # (N, P)
     lam = psd_eigh("Theta_XX", Theta[:P], vectors=False)
     if eta * lam[-1] >= 2:

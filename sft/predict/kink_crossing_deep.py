@@ -89,8 +89,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..conventions import check_int, check_real, layer_constants, psd_eigh
-from .kink_crossing import _inputs, _slopes, crossing_integral
+from ..conventions import psd_eigh
+from .kink_crossing import _setup, crossing_integral
 
 __all__ = ["KinkNTKChangeDeep", "kink_ntk_change_deep"]
 
@@ -188,21 +188,11 @@ def kink_ntk_change_deep(x_train, y_train, x_test=None, *, activation="relu", C_
     """
     from ..kernels.recursion import nngp_and_ntk  # noqa: PLC0415
 
-    x, y = _inputs(x_train, y_train, x_test)
-    act, (sp, sm) = _slopes(activation)
-    cw, cb = layer_constants(2, C_W, C_b)
-    eta = check_real("learning_rate", learning_rate, minimum=0, strict=True)
-    k = check_int("n_steps", n_steps, 1)
-    S = check_int("n_samples", n_samples, 2)
-    G = check_int("n_grid", n_grid, 2)
     if not set(_drop) <= {"cross", "xi", "path"}:
         raise ValueError(f"_drop={_drop!r} is not allowed: a subset of ('cross', 'xi', 'path')")
-    rng = np.random.default_rng(check_int("seed", seed, 0))
+    x, y, act, (sp, sm), cw, cb, eta, k, S, G, rng, K1 = _setup(
+        x_train, y_train, x_test, activation, 2, C_W, C_b, learning_rate, n_steps, n_samples, n_grid, seed)
     N, P = x.shape[0], y.shape[0]
-    K1 = cb[0] + cw[0] * (x @ x.T) / x.shape[1]
-    if np.min(np.diag(K1)) <= 0:
-        raise ValueError("an input has zero first-layer variance K1_aa = C_b1 + C_W1 |x_a|^2 / n0 = 0: its "
-                         "preactivation sits on the kink; give nonzero inputs or C_b > 0")
     Ks, Th = nngp_and_ntk(x, depth=2, activation=act, C_W=cw, C_b=cb, all_layers=True)
     K2, K3, Theta = Ks[1], Ks[2], Th[2]
     lam = psd_eigh("Theta_XX", Theta[:P, :P], vectors=False)
