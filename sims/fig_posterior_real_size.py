@@ -1,7 +1,7 @@
 """Figure posterior_real_size: the finite-width Bayesian posterior at a real size (P = 100 training, M = 100 test
 points, d = 50) against sampled networks (issue 12, item 5).
 
-Data (as sims/benchmarks/bench_large_posterior.py): two classes of a synthetic set, x = u + 2 c e, u ~ N(0, I_50),
+Data (`sft.sim.two_class_mixture`, as sims/benchmarks/bench_large_posterior.py): two classes of a synthetic set, x = u + 2 c e, u ~ N(0, I_50),
 c = +-1 the class, e a fixed random unit vector, rows rescaled to |x|^2 / d = 1, labels y = c (seed 0). Network:
 one hidden tanh layer of width n, C_W = 1.5, C_b = 0.1 (NTK parameterization, :mod:`sft.conventions`), noise
 sigma^2 = 1.0.
@@ -44,6 +44,7 @@ import matplotlib.figure
 import numpy as np
 
 from sft.predict import hmc_network_posterior, large_posterior
+from sft.sim import two_class_mixture
 from sft.workflow import Figure, run_script
 
 NET = dict(activation="tanh", C_W=1.5, C_b=0.1, noise=1.0)
@@ -54,18 +55,8 @@ FULL = dict(widths=[16, 32, 64, 128, 256], n_chains=16, n_draws=1024, n_batches=
             seed=0, dtype="float64", **DATA)
 
 
-def two_class_data(seed, P, M, d):
-    """x_train (P, d), y (P,), x_test (M, d): the two-class set of bench_large_posterior."""
-    rng = np.random.default_rng(seed)
-    c = rng.integers(0, 2, P + M) * 2 - 1
-    e = rng.standard_normal(d)
-    x = rng.standard_normal((P + M, d)) + 2.0 * c[:, None] * e / np.linalg.norm(e)
-    x *= np.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True)
-    return x[:P], c[:P].astype(float), x[P:]
-
-
 def compute(*, kind, data_seed, P, M, d, seed, dtype, **kw):
-    data = two_class_data(data_seed, P, M, d)
+    data = two_class_mixture(data_seed, P, M, d)
     t0 = time.perf_counter()
     if kind == "theory":
         r = large_posterior(*data, depth=1, order=1, n=1.0, samples=kw["samples"], n_batches=16, seed=seed, **NET)

@@ -14,5 +14,6 @@ __getattr__, __dir__, __all__ = attach(__name__, {
     'llc_correction': ['LLCExpansion', 'NetworkDerivatives', 'perturbative_llc', 'network_derivatives', 'network_llc_expansion'],
     'information_estimators': ['gaussian_plugin_information', 'edgeworth_plugin_information', 'ksg_information', 'scale_mixture_information', 'metric_information'],
     'llc_function_space': ['output_pushforward', 'function_space_llc', 'function_space_llc_from_samples', 'prior_reweighted_llc'],
+    'datasets': ['two_class_mixture'],
     'estimators': ['k2', 'k4', 'jackknife', 'excess_kurtosis', 'vertex_from_metrics', 'conditional_next_metric', 'fit_inverse_width', 'relative_variance', 'nu_from_relative_variance'],
 })

@@ -38,15 +38,7 @@ import numpy as np
 import sft  # noqa: F401  (enables float64)
 from sft.finite import multi_input
 from sft.predict import large_posterior
-
-
-def two_class_data(seed=0, P=100, M=100, d=50):
-    rng = np.random.default_rng(seed)
-    c = rng.integers(0, 2, P + M) * 2 - 1
-    e = rng.standard_normal(d)
-    x = rng.standard_normal((P + M, d)) + 2.0 * c[:, None] * e / np.linalg.norm(e)
-    x *= np.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True)
-    return x[:P], c[:P].astype(float), x[P:]
+from sft.sim import two_class_mixture
 
 
 def _timed(**kw):
@@ -105,7 +97,7 @@ def main():
     ap.add_argument("--part", choices=("all", "order1", "order2"), default="all")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()}, {os.cpu_count()} cores; noise {args.noise}")
-    xtr, y, xte = two_class_data()
+    xtr, y, xte = two_class_mixture()
     if args.part in ("all", "order2"):
         order2(args, xtr, y, xte)
         print(f"load average {os.getloadavg()}")
